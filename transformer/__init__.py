@@ -1,0 +1,1 @@
+"""A small vendored BERT package: configuration, model, tokenizer, optimiser, downloads."""
