@@ -53,6 +53,12 @@ def read_json(path):
         raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_directory(target, overwrite=False):
     """Yield a temporary directory that becomes ``target`` when the block succeeds.
@@ -67,6 +73,7 @@ def atomic_directory(target, overwrite=False):
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a model directory gets the usual mode
     try:
         yield tmp
         old = None

@@ -4,7 +4,11 @@ import json
 import logging
 import os
 
-from transformer.checkpoint import CONFIG_NAME, read_json
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformer.checkpoint import CONFIG_NAME, load_weights, read_json, save_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +76,327 @@ class BertConfig:
 
     def __eq__(self, other):
         return isinstance(other, BertConfig) and self.to_dict() == other.to_dict()
+
+
+# ----------------------------------------------------------------------------
+# Model. Module names follow Hugging Face's BertModel so its checkpoints load as-is.
+
+ACTIVATIONS = {
+    "gelu": F.gelu,  # exact erf form
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+CLASSIFIER_HEADS = ("tinybert", "hf")
+
+
+def get_activation(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"hidden_act {name!r} is not supported (choose from {', '.join(ACTIVATIONS)})")
+    return ACTIVATIONS[name]
+
+
+def extended_attention_mask(attention_mask, dtype):
+    """[B, L] 1/0 mask -> [B, 1, 1, L] additive mask: 0 for tokens, -10000 for padding."""
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * -10000.0
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=getattr(config, "pad_token_id", 0)
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids):
+        seq_length = input_ids.size(1)
+        if seq_length > self.position_embeddings.num_embeddings:
+            raise ValueError(
+                f"sequence length {seq_length} exceeds max_position_embeddings "
+                f"{self.position_embeddings.num_embeddings}"
+            )
+        position_ids = torch.arange(seq_length, device=input_ids.device)
+        words = self.word_embeddings(input_ids)
+        positions = self.position_embeddings(position_ids)
+        token_types = self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(words + positions + token_types))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        if config.hidden_size % config.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size {config.hidden_size} is not a multiple of "
+                f"num_attention_heads {config.num_attention_heads}"
+            )
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def split_heads(self, x):
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)
+
+    def forward(self, hidden_states, attention_mask):
+        """Returns the context [B, L, H] and the masked pre-softmax scores [B, A, L, L]."""
+        q = self.split_heads(self.query(hidden_states))
+        k = self.split_heads(self.key(hidden_states))
+        v = self.split_heads(self.value(hidden_states))
+        scores = q @ k.transpose(-1, -2) * self.head_size**-0.5 + attention_mask
+        probs = self.dropout(torch.softmax(scores, dim=-1))
+        context = (probs @ v).transpose(1, 2).flatten(2)
+        return context, scores
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states, attention_mask):
+        context, scores = self.self(hidden_states, attention_mask)
+        return self.output(context, hidden_states), scores
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = get_activation(config.hidden_act)
+
+    def forward(self, hidden_states):
+        return self.activation(self.dense(hidden_states))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden_states, attention_mask):
+        attention_output, scores = self.attention(hidden_states, attention_mask)
+        return self.output(self.intermediate(attention_output), attention_output), scores
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden_states, attention_mask):
+        all_hidden_states = [hidden_states]
+        all_scores = []
+        for layer in self.layer:
+            hidden_states, scores = layer(hidden_states, attention_mask)
+            all_hidden_states.append(hidden_states)
+            all_scores.append(scores)
+        return all_hidden_states, all_scores
+
+
+class BertPooler(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+# ----------------------------------------------------------------------------
+# Loading and saving.
+
+LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
+# Keys of checkpoints that carry nothing this package uses: pre-training heads and the
+# position-id buffer older transformers versions saved.
+IGNORED_PREFIXES = ("cls.",)
+IGNORED_KEYS = ("embeddings.position_ids", "bert.embeddings.position_ids")
+
+
+def _rename_key(key, own_keys):
+    """Map a checkpoint key onto this model's key: legacy LayerNorm names, ``bert.`` prefix."""
+    for old, new in LEGACY_SUFFIXES.items():
+        if key.endswith(old):
+            key = key[: -len(old)] + new
+    if key in own_keys:
+        return key
+    if key.startswith("bert.") and key[len("bert."):] in own_keys:
+        return key[len("bert."):]
+    if "bert." + key in own_keys:
+        return "bert." + key
+    return key
+
+
+def load_pretrained_state(model, state_dict, source=""):
+    """Load ``state_dict`` into ``model`` leniently; return the loading report.
+
+    The report has ``missing_keys`` (left at their initial values), ``unexpected_keys``
+    (not used), ``mismatched_keys`` (shape differs, left at their initial values, e.g.
+    a classifier with another label count) and ``ignored_keys`` (pre-training heads
+    ``cls.*`` and the ``position_ids`` buffer, dropped without a warning).
+    """
+    own = model.state_dict()
+    ignored, unexpected, mismatched = [], [], []
+    renamed = {}
+    for key, value in state_dict.items():
+        if key.startswith(IGNORED_PREFIXES) or key in IGNORED_KEYS:
+            ignored.append(key)
+            continue
+        name = _rename_key(key, own)
+        if name not in own:
+            unexpected.append(key)
+        elif own[name].shape != value.shape:
+            mismatched.append(name)
+        else:
+            renamed[name] = value
+    missing = [key for key in own if key not in renamed and key not in mismatched]
+    model.load_state_dict(renamed, strict=False)
+    if ignored:
+        logger.info("%s: ignored %d pre-training head / buffer keys: %s", source, len(ignored), ", ".join(ignored))
+    if missing:
+        logger.warning("%s: weights not in the checkpoint, initialised randomly: %s", source, ", ".join(missing))
+    if mismatched:
+        logger.warning("%s: weights with another shape, initialised randomly: %s", source, ", ".join(mismatched))
+    if unexpected:
+        logger.warning("%s: checkpoint weights not used by %s: %s",
+                       source, type(model).__name__, ", ".join(unexpected))
+    return dict(missing_keys=missing, unexpected_keys=unexpected, mismatched_keys=mismatched, ignored_keys=ignored)
+
+
+class BertPreTrainedModel(nn.Module):
+    """Weight initialisation, ``from_pretrained`` and ``save_pretrained`` shared by BERT models."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.loading_info = None
+
+    def init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_pretrained(cls, model_dir, **config_overrides):
+        """Model from a directory with ``config.json`` and weights; ``config_overrides`` replace config keys."""
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(f"{model_dir}: model directory not found")
+        config = BertConfig.from_pretrained(model_dir)
+        for key, value in config_overrides.items():
+            setattr(config, key, value)
+        state_dict = load_weights(model_dir)
+        model = cls(config)
+        model.loading_info = load_pretrained_state(model, state_dict, source=model_dir)
+        return model
+
+    def save_pretrained(self, model_dir, vocab_file=None, overwrite=False):
+        """Atomically write weights (safetensors), config and optionally a copy of ``vocab_file``."""
+        save_model_dir(model_dir, self.state_dict(), self.config.to_dict(), vocab_file=vocab_file, overwrite=overwrite)
+
+
+class BertModel(BertPreTrainedModel):
+    """BERT encoder returning every hidden state, every layer's attention scores and the pooled output."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config)
+        self.apply(self.init_weights)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        """Returns ``(hidden_states, attention_scores, pooled_output)``.
+
+        hidden_states: list of num_hidden_layers + 1 tensors [B, L, H], embedding output first.
+        attention_scores: list of num_hidden_layers pre-softmax masked scores [B, A, L, L].
+        pooled_output: tanh(dense(first token's last hidden state)) [B, H].
+        """
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embedding_output = self.embeddings(input_ids, token_type_ids)
+        mask = extended_attention_mask(attention_mask, embedding_output.dtype)
+        hidden_states, attention_scores = self.encoder(embedding_output, mask)
+        return hidden_states, attention_scores, self.pooler(hidden_states[-1])
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """BERT with a linear classifier (or regressor when num_labels == 1) on the pooled output.
+
+    ``config.classifier_head`` picks the head: "tinybert" (default, TinyBERT's teachers)
+    computes classifier(relu(pooled)); "hf" computes classifier(dropout(pooled)) like
+    Hugging Face's model.
+    """
+
+    def __init__(self, config, num_labels=None):
+        config = copy.deepcopy(config)
+        if num_labels is None:
+            num_labels = getattr(config, "num_labels", None)
+        if num_labels is None and getattr(config, "id2label", None):
+            num_labels = len(config.id2label)
+        if num_labels is None:
+            raise ValueError("num_labels is not given and the config has no num_labels")
+        config.num_labels = int(num_labels)
+        config.classifier_head = getattr(config, "classifier_head", "tinybert")
+        if config.classifier_head not in CLASSIFIER_HEADS:
+            raise ValueError(
+                f"classifier_head {config.classifier_head!r} is not one of {', '.join(CLASSIFIER_HEADS)}"
+            )
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights(self.classifier)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        """Returns ``(logits, attention_scores, hidden_states)`` (the latter two as in BertModel)."""
+        hidden_states, attention_scores, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
+        if self.config.classifier_head == "tinybert":
+            logits = self.classifier(torch.relu(pooled_output))
+        else:
+            logits = self.classifier(self.dropout(pooled_output))
+        return logits, attention_scores, hidden_states

@@ -1,0 +1,191 @@
+"""GLUE task processors: read each task's TSV files (standard GLUE column layouts) into examples.
+
+Every reader reports a malformed row as ``file:line``. QQP's train file has a few known rows with
+missing columns; those are skipped and counted in one warning instead.
+"""
+import logging
+import os
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InputExample:
+    guid: str
+    text_a: str
+    text_b: str = None
+    label: str = None
+
+
+def read_tsv(path):
+    """Yield ``(line_number, columns)`` for every non-empty line of a tab-separated file.
+
+    Lines are split on tabs only (no quote handling: GLUE sentences contain bare quotes) and on
+    ``\\n`` only, so a stray carriage return inside a field cannot break a row.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{line_number}: not valid UTF-8 ({e.reason})") from None
+            line = line.rstrip("\r\n")
+            if line:
+                yield line_number, line.split("\t")
+
+
+class DataProcessor:
+    """One task: which files hold which split, which columns hold text and label, which labels exist.
+
+    Subclasses set ``labels`` (None for regression), ``has_header``, ``text_a_column``,
+    ``text_b_column`` (None for single-sentence tasks), ``label_column`` (may count from the end),
+    ``min_columns`` (when a negative column makes it ambiguous) and ``dev_file``.
+    """
+    name = None
+    labels = None
+    has_header = True
+    text_a_column = None
+    text_b_column = None
+    label_column = None
+    min_columns = None
+    dev_file = "dev.tsv"
+    skip_short_rows = False
+
+    @property
+    def output_mode(self):
+        return "classification" if self.labels is not None else "regression"
+
+    def get_labels(self):
+        return list(self.labels) if self.labels is not None else [None]
+
+    def get_train_examples(self, data_dir, aug=False):
+        return self.read_examples(os.path.join(data_dir, "train_aug.tsv" if aug else "train.tsv"), "train")
+
+    def get_dev_examples(self, data_dir):
+        return self.read_examples(os.path.join(data_dir, self.dev_file), "dev")
+
+    def dev_sets(self, data_dir):
+        """Every dev set the task is evaluated on, by task name (MNLI has two)."""
+        return {self.name: self.get_dev_examples(data_dir)}
+
+    def read_examples(self, path, split):
+        needed = self.min_columns or max(c for c in (self.text_a_column, self.text_b_column, self.label_column)
+                                         if c is not None) + 1
+        rows = read_tsv(path)
+        if self.has_header:
+            next(rows, None)
+        examples, short_rows = [], 0
+        for line_number, row in rows:
+            if len(row) < needed:
+                if self.skip_short_rows:
+                    short_rows += 1
+                    continue
+                raise ValueError(f"{path}:{line_number}: expected at least {needed} tab-separated columns, "
+                                 f"found {len(row)}")
+            label = self.parse_label(row[self.label_column], path, line_number)
+            text_b = row[self.text_b_column] if self.text_b_column is not None else None
+            examples.append(InputExample(f"{split}-{line_number}", row[self.text_a_column], text_b, label))
+        if short_rows:
+            logger.warning("%s: skipped %d rows with missing columns", path, short_rows)
+        return examples
+
+    def parse_label(self, value, path, line_number):
+        value = value.strip()
+        if self.labels is None:
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"{path}:{line_number}: score {value!r} is not a number") from None
+        if value not in self.labels:
+            raise ValueError(f"{path}:{line_number}: label {value!r} is not one of {', '.join(self.labels)}")
+        return value
+
+
+class ColaProcessor(DataProcessor):
+    # No header: source, label, original label, sentence.
+    name, labels, has_header = "cola", ("0", "1"), False
+    text_a_column, label_column = 3, 1
+
+
+class Sst2Processor(DataProcessor):
+    name, labels = "sst-2", ("0", "1")
+    text_a_column, label_column = 0, 1
+
+
+class MrpcProcessor(DataProcessor):
+    # Quality, #1 ID, #2 ID, #1 String, #2 String
+    name, labels = "mrpc", ("0", "1")
+    text_a_column, text_b_column, label_column = 3, 4, 0
+
+
+class StsbProcessor(DataProcessor):
+    # index genre filename year old_index source1 source2 sentence1 sentence2 score
+    name = "sts-b"
+    text_a_column, text_b_column, label_column = 7, 8, 9
+
+
+class QqpProcessor(DataProcessor):
+    # id qid1 qid2 question1 question2 is_duplicate
+    name, labels = "qqp", ("0", "1")
+    text_a_column, text_b_column, label_column = 3, 4, 5
+    skip_short_rows = True
+
+
+class MnliProcessor(DataProcessor):
+    # sentence1 at column 8, sentence2 at 9, gold_label last (column 11 in dev, 10 in train).
+    name, labels = "mnli", ("contradiction", "entailment", "neutral")
+    text_a_column, text_b_column, label_column, min_columns = 8, 9, -1, 11
+    dev_file = "dev_matched.tsv"
+
+    def dev_sets(self, data_dir):
+        return {"mnli": self.get_dev_examples(data_dir),
+                "mnli-mm": MnliMismatchedProcessor().get_dev_examples(data_dir)}
+
+
+class MnliMismatchedProcessor(MnliProcessor):
+    name = "mnli-mm"
+    dev_file = "dev_mismatched.tsv"
+
+    def dev_sets(self, data_dir):
+        return {self.name: self.get_dev_examples(data_dir)}
+
+
+class QnliProcessor(DataProcessor):
+    # index question sentence label
+    name, labels = "qnli", ("entailment", "not_entailment")
+    text_a_column, text_b_column, label_column = 1, 2, 3
+
+
+class RteProcessor(QnliProcessor):
+    name = "rte"
+
+
+class WnliProcessor(QnliProcessor):
+    name, labels = "wnli", ("0", "1")
+
+
+class MovieProcessor(Sst2Processor):
+    """Rotten Tomatoes sentences from prepare_assets.py in SST-2 layout (header ``sentence\\tlabel``)."""
+    name = "movie"
+
+
+class MovieRegressionProcessor(DataProcessor):
+    """The same sentences with their mean human rating in [-4, 4] (header ``sentence\\tscore``)."""
+    name = "movie-reg"
+    text_a_column, label_column = 0, 1
+
+
+PROCESSORS = {p.name: p for p in (
+    ColaProcessor, Sst2Processor, MrpcProcessor, StsbProcessor, QqpProcessor, MnliProcessor,
+    MnliMismatchedProcessor, QnliProcessor, RteProcessor, WnliProcessor, MovieProcessor,
+    MovieRegressionProcessor)}
+
+
+def get_processor(task_name):
+    key = task_name.lower()
+    if key not in PROCESSORS:
+        raise ValueError(f"unknown task {task_name!r}; known tasks: {', '.join(PROCESSORS)}")
+    return PROCESSORS[key]()
