@@ -7,6 +7,18 @@ import tarfile
 import tempfile
 
 import pytest
+import torch
+
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """The tests use tiny tensors: extra threads only add overhead and contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
 VADER_RESOURCES = "additional_resources/hutto_ICWSM_2014.tar.gz"

@@ -91,7 +91,9 @@ def atomic_directory(target, overwrite=False):
 def write_model_files(directory, state_dict, config_dict, vocab_file=None):
     """Write weights, config and (a copy of) the vocab into an existing directory."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    save_file(tensors, os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})
+    weights_path = os.path.join(directory, WEIGHTS_NAME)
+    save_file(tensors, weights_path, metadata={"format": "pt"})
+    os.chmod(weights_path, 0o666 & ~_umask())  # safetensors writes 0600
     with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
         json.dump(config_dict, f, indent=2, sort_keys=True)
         f.write("\n")

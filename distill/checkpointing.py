@@ -1,0 +1,123 @@
+"""Checkpoints that are complete student folders plus the state needed to resume training.
+
+``output_dir/checkpoint-step{N}/`` holds config.json, model.safetensors and vocab.txt
+(loadable like any student) and ``training_state.pt``: optimizer state (which carries
+the learning-rate schedule position), step counters, the data position and every
+rank's RNG states. RNG states are stored as tensors and plain Python values, so the
+file is read with ``torch.load(..., weights_only=True)``. Each checkpoint folder is
+written under a temporary name and renamed into place.
+"""
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+
+from transformer.checkpoint import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, save_model_dir, write_model_files
+
+logger = logging.getLogger(__name__)
+
+TRAINING_STATE_NAME = "training_state.pt"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-step(\d+)$")
+
+
+def checkpoint_dir(output_dir, step):
+    return os.path.join(output_dir, f"checkpoint-step{step}")
+
+
+def capture_rng():
+    """This process's RNG states (torch CPU, every CUDA device, Python, NumPy) as plain data."""
+    _, key, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+    }
+
+
+def restore_rng(state):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["key"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+
+
+def save_checkpoint(output_dir, step, model, vocab_file, training_state, overwrite=False):
+    """Write ``checkpoint-step{step}`` atomically; ``training_state`` must hold plain data and tensors."""
+    target = checkpoint_dir(output_dir, step)
+
+    def write_training_state(tmp_dir):
+        torch.save(training_state, os.path.join(tmp_dir, TRAINING_STATE_NAME))
+
+    save_model_dir(target, model.state_dict(), model.config.to_dict(), vocab_file=vocab_file,
+                   overwrite=overwrite, extra=write_training_state)
+    return target
+
+
+def load_training_state(checkpoint):
+    path = os.path.join(checkpoint, TRAINING_STATE_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{checkpoint}: no {TRAINING_STATE_NAME}; not a resumable checkpoint")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def list_checkpoints(output_dir):
+    """Resumable checkpoint folders in ``output_dir``, oldest step first."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        match = CHECKPOINT_PATTERN.match(name)
+        path = os.path.join(output_dir, name)
+        if match and os.path.isfile(os.path.join(path, TRAINING_STATE_NAME)):
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def resolve_resume(output_dir, continue_train):
+    """Checkpoint folder to resume from, or None to start fresh.
+
+    ``continue_train`` is True (the latest checkpoint in ``output_dir``) or a path given
+    with the flag; a given path must be a resumable checkpoint.
+    """
+    if not continue_train:
+        return None
+    if continue_train is not True:
+        load_training_state(continue_train)
+        return continue_train
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def prune_checkpoints(output_dir, keep):
+    """Delete all but the newest ``keep`` checkpoint folders (keep <= 0 keeps all)."""
+    if keep <= 0:
+        return
+    for path in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(path)
+        logger.info("removed old checkpoint %s", path)
+
+
+def publish_student(output_dir, model, vocab_file):
+    """Put the student's config, weights and vocab at the top level of ``output_dir``.
+
+    The files are written into a temporary folder first and each is moved into place
+    with an atomic rename, so a reader sees either the old or the new file.
+    """
+    tmp = tempfile.mkdtemp(prefix=".student.tmp-", dir=output_dir)
+    try:
+        write_model_files(tmp, model.state_dict(), model.config.to_dict(), vocab_file)
+        for name in (WEIGHTS_NAME, VOCAB_NAME, CONFIG_NAME):
+            if os.path.exists(os.path.join(tmp, name)):
+                os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""Command-line flags shared by the two distillation scripts."""
+import argparse
+
+
+def add_shared_args(parser, learning_rate, eval_step):
+    """Flags both distillation scripts accept, with the same meaning."""
+    parser.add_argument("--spiking_student_model", required=True,
+                        help="student folder: a spiking config.json, with weights to start from them")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--do_lower_case", action="store_true",
+                        help="lower-case text before tokenizing; recorded in the saved student's config "
+                             "(pregenerated data is already tokenized)")
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="longest input in tokens; batches are padded only to their longest member")
+    parser.add_argument("--t_conv", type=int, default=None, help="time steps (default: the student config's)")
+    parser.add_argument("--vth", type=float, default=None, help="spiking threshold (default: the student config's)")
+    parser.add_argument("--train_batch_size", type=int, default=32,
+                        help="examples per optimisation step, summed over accumulation steps and processes")
+    parser.add_argument("--learning_rate", type=float, default=learning_rate)
+    parser.add_argument("--num_train_epochs", type=int, default=3)
+    parser.add_argument("--warmup_proportion", type=float, default=0.1)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--eval_step", type=int, default=eval_step,
+                        help="optimisation steps between checkpoints (and dev evaluations)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no_cuda", action="store_true", help="train on the CPU even when a GPU is visible")
+    parser.add_argument("--bf16", action="store_true", help="run forward passes under bfloat16 autocast")
+    parser.add_argument("--continue_train", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                        help="resume from the latest checkpoint in --output_dir, or from CHECKPOINT")
+    parser.add_argument("--overwrite", action="store_true", help="empty an existing non-empty --output_dir first")
+    parser.add_argument("--keep_checkpoints", type=int, default=2,
+                        help="newest checkpoint-step* folders kept (0 keeps all)")
+    # Testing aid: stop (with a resumable checkpoint) after this many optimisation steps.
+    parser.add_argument("--max_steps", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def check_positive_args(args, names):
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")

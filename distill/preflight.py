@@ -1,0 +1,60 @@
+"""Checks of the input models and flags, shared by both scripts and done before anything is written."""
+import copy
+import filecmp
+import os
+
+from models.pretrained import validate_config
+from transformer.checkpoint import VOCAB_NAME, weights_file
+from transformer.modeling import BertConfig
+
+
+def read_model_config(model_dir, flag):
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{flag} {model_dir}: no such folder")
+    return BertConfig.from_pretrained(model_dir)
+
+
+def require_weights(model_dir, flag):
+    if weights_file(model_dir) is None:
+        raise FileNotFoundError(f"{flag} {model_dir}: no model.safetensors or pytorch_model.bin (weights needed)")
+
+
+def vocab_path(model_dir):
+    path = os.path.join(model_dir, VOCAB_NAME)
+    return path if os.path.isfile(path) else None
+
+
+def check_same_vocab(teacher_dir, student_dir):
+    """Teacher and student must tokenize alike: their vocab.txt files, when both exist, must be equal."""
+    teacher_vocab, student_vocab = vocab_path(teacher_dir), vocab_path(student_dir)
+    if teacher_vocab and student_vocab and not filecmp.cmp(teacher_vocab, student_vocab, shallow=False):
+        raise ValueError(f"vocab mismatch: {student_vocab} differs from the teacher's {teacher_vocab}")
+
+
+def spiking_overrides(student_config, t_conv, vth, student_dir):
+    """Config overrides from --t_conv/--vth, after checking the student config they produce."""
+    overrides = {key: value for key, value in (("t_conv", t_conv), ("vth", vth)) if value is not None}
+    checked = copy.deepcopy(student_config)
+    for key, value in overrides.items():
+        setattr(checked, key, value)
+    validate_config(checked, source=f"--spiking_student_model {student_dir}")
+    return overrides
+
+
+def fit_size_override(student_config, teacher_config):
+    """fit_size must be the teacher's hidden size: set it when absent, refuse a contradicting one."""
+    fit_size = getattr(student_config, "fit_size", None)
+    if fit_size is None:
+        return {"fit_size": teacher_config.hidden_size}
+    if fit_size != teacher_config.hidden_size:
+        raise ValueError(f"student fit_size {fit_size} differs from the teacher's hidden size "
+                         f"{teacher_config.hidden_size}")
+    return {}
+
+
+def check_max_seq_length(max_seq_length, configs):
+    """--max_seq_length may not exceed any model's max_position_embeddings."""
+    for flag, config in configs.items():
+        if max_seq_length > config.max_position_embeddings:
+            raise ValueError(f"--max_seq_length {max_seq_length} exceeds {flag}'s max_position_embeddings "
+                             f"{config.max_position_embeddings}")

@@ -1,0 +1,63 @@
+"""Output-folder rules and logging shared by the distillation scripts."""
+import contextlib
+import logging
+import os
+import shutil
+import sys
+
+logger = logging.getLogger(__name__)
+
+LOG_NAME = "log.txt"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def check_output_dir(output_dir, overwrite=False, continue_train=False, inputs=()):
+    """Raise before anything is written when ``output_dir`` may not be used.
+
+    An existing non-empty folder is refused unless --overwrite (it is emptied) or
+    --continue_train (training resumes in it). The folder may not be one of the input
+    folders, nor (with --overwrite) contain one, so a run never deletes its own inputs.
+    """
+    target = os.path.realpath(output_dir)
+    for path in inputs:
+        if path is None:
+            continue
+        if os.path.realpath(path) == target:
+            raise ValueError(f"--output_dir {output_dir} is an input folder; choose another folder")
+        if overwrite and os.path.realpath(path).startswith(target + os.sep):
+            raise ValueError(f"--overwrite would delete the input {path} inside --output_dir {output_dir}")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir {output_dir} exists and is not a folder")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or continue_train):
+        raise ValueError(f"--output_dir {output_dir} exists and is not empty; "
+                         "pass --overwrite to replace it or --continue_train to resume")
+
+
+def prepare_output_dir(output_dir, overwrite=False, continue_train=False):
+    """Create the folder; with --overwrite (and without --continue_train) empty it first."""
+    if overwrite and not continue_train and os.path.isdir(output_dir) and os.listdir(output_dir):
+        logger.warning("--overwrite: removing the contents of %s", output_dir)
+        shutil.rmtree(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+
+
+@contextlib.contextmanager
+def logging_to(output_dir=None, is_main=True):
+    """Log INFO to the console and to output_dir/log.txt (appended); other ranks log warnings only."""
+    root = logging.getLogger()
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if output_dir is not None and is_main:
+        handlers.append(logging.FileHandler(os.path.join(output_dir, LOG_NAME), mode="a", encoding="utf-8"))
+    formatter = logging.Formatter(LOG_FORMAT, datefmt="%m/%d/%Y %H:%M:%S")
+    old_level = root.level
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if is_main else logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(old_level)

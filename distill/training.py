@@ -1,0 +1,267 @@
+"""The optimisation loop shared by general and task distillation.
+
+Data order is a pure function of (seed, epoch): every epoch is a seeded permutation cut
+into optimisation batches of --train_batch_size (the last, partial one kept), each cut
+into --gradient_accumulation_steps micro-batches, each micro-batch split across DDP
+ranks. A resumed run therefore needs only (epoch, steps done in that epoch) plus the
+optimizer and RNG states to continue exactly where an uninterrupted run would be.
+
+Every micro-batch loss is a mean over its rows; it is scaled by
+rows_here * world_size / rows_in_the_optimisation_batch, so that after DDP averages
+gradients over ranks and accumulation sums them over micro-batches the gradient is that
+of the mean loss over the whole optimisation batch, partial batches included.
+"""
+import logging
+import math
+import os
+import random
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from distill.checkpointing import capture_rng, prune_checkpoints, restore_rng, save_checkpoint
+from distill.devices import no_sync
+from transformer.optimization import BertAdam, grouped_parameters
+
+logger = logging.getLogger(__name__)
+
+# Run settings a resumed run must share with the run that wrote the checkpoint: they fix
+# the data order and the meaning of the stored data position.
+RESUME_KEYS = ("train_batch_size", "gradient_accumulation_steps", "seed", "num_train_epochs", "world_size")
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def epoch_order(num_examples, seed, epoch):
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def plan_epoch(num_examples, batch_size, accumulation, seed, epoch):
+    """Optimisation steps of one epoch, each a list of micro-batches of example indices."""
+    order = epoch_order(num_examples, seed, epoch)
+    steps = []
+    for start in range(0, num_examples, batch_size):
+        rows = order[start:start + batch_size]
+        steps.append([micro for micro in np.array_split(rows, accumulation) if len(micro)])
+    return steps
+
+
+def steps_in_epoch(num_examples, batch_size):
+    return math.ceil(num_examples / batch_size)
+
+
+def shard(batch, rank, world_size):
+    """This rank's rows of a micro-batch (a tuple of tensors) and how many real rows it holds.
+
+    A rank left without rows (a tiny last batch) runs the first row with weight 0, so
+    that every rank still takes part in the gradient all-reduce.
+    """
+    if world_size == 1:
+        return batch, batch[0].shape[0]
+    rows = np.array_split(np.arange(batch[0].shape[0]), world_size)[rank]
+    if len(rows) == 0:
+        return tuple(t[:1] for t in batch), 0
+    rows = torch.from_numpy(rows)
+    return tuple(t[rows] for t in batch), len(rows)
+
+
+@dataclass
+class TrainState:
+    """Where training stands; stored in every checkpoint's training_state.pt."""
+    global_step: int = 0
+    epoch: int = 0
+    steps_done_in_epoch: int = 0
+    best_metric: float = None
+    best_step: int = None
+    hooked_step: int = None  # last step whose scheduled checkpoint hook (evaluation, publishing) ran
+    run: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_saved(cls, saved, run):
+        return cls(global_step=saved["global_step"], epoch=saved["epoch"],
+                   steps_done_in_epoch=saved["steps_done_in_epoch"], best_metric=saved["best_metric"],
+                   best_step=saved["best_step"], hooked_step=saved["hooked_step"], run=run)
+
+
+def build_optimizer(model, learning_rate, warmup_proportion, total_steps, schedule):
+    """BertAdam over the student; no weight decay for biases and LayerNorm weights."""
+    return BertAdam(grouped_parameters(model), lr=learning_rate, warmup=warmup_proportion, t_total=total_steps,
+                    schedule=schedule)
+
+
+def initial_state(args, optimizer, resume_from, saved_state, rank):
+    """(TrainState, RNG state to restore or None): fresh, or taken from a checkpoint's training state."""
+    run = run_settings(args)
+    if saved_state is None:
+        if args.continue_train:
+            logger.warning("--continue_train: no checkpoint in %s; training from the start", args.output_dir)
+        return TrainState(run=run), None
+    optimizer.load_state_dict(saved_state["optimizer"])
+    state = TrainState.from_saved(saved_state, run)
+    logger.info("resuming from %s at step %d (epoch %d, %d steps into it)", resume_from, state.global_step,
+                state.epoch, state.steps_done_in_epoch)
+    return state, saved_state["rng"][rank]
+
+
+def run_settings(args):
+    """The settings in RESUME_KEYS of this run (world size from torchrun's environment)."""
+    settings = {key: getattr(args, key) for key in RESUME_KEYS if key != "world_size"}
+    settings["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+    return settings
+
+
+def check_resume_settings(saved_run, current_run, checkpoint):
+    for key in RESUME_KEYS:
+        if saved_run.get(key) != current_run.get(key):
+            raise ValueError(f"{checkpoint}: was written with {key}={saved_run.get(key)}, this run has "
+                             f"{current_run.get(key)}; resume with the same setting")
+
+
+class TrainingLoop:
+    """Runs the optimisation steps, logs, checkpoints and resumes.
+
+    ``loss_fn(batch)`` gets this rank's rows of a micro-batch (a tuple of tensors on the
+    device) and returns a dict of scalar tensors whose "loss" entry is optimised; the
+    other entries are logged. ``on_checkpoint(state)`` runs (on every rank, before the
+    resumable checkpoint is written) at every --eval_step and at each epoch end: it may
+    evaluate, publish the student and update ``state.best_metric``.
+    """
+
+    def __init__(self, *, model, bare_model, optimizer, devices, epochs, loss_fn, on_checkpoint, args,
+                 vocab_file, state, resumed_rng=None):
+        self.model = model
+        self.bare_model = bare_model
+        self.optimizer = optimizer
+        self.devices = devices
+        self.epochs = epochs
+        self.loss_fn = loss_fn
+        self.on_checkpoint = on_checkpoint
+        self.output_dir = args.output_dir
+        self.vocab_file = vocab_file
+        self.state = state
+        self.batch_size = args.train_batch_size
+        self.accumulation = args.gradient_accumulation_steps
+        self.seed = args.seed
+        self.eval_step = args.eval_step
+        self.max_steps = args.max_steps
+        self.keep_checkpoints = args.keep_checkpoints
+        # A run resumed from an older checkpoint may replace the newer ones it recomputes.
+        self.overwrite_checkpoints = bool(args.continue_train)
+        self.resumed_rng = resumed_rng
+        self.last_saved_step = state.global_step if resumed_rng is not None else None
+        self.logged_sums = {}
+        self.logged_steps = 0
+        self.last_lr = None
+
+    @property
+    def total_steps(self):
+        return sum(steps_in_epoch(epoch.num_examples, self.batch_size) for epoch in self.epochs)
+
+    def run(self):
+        """Train to the end (True) or until --max_steps (False)."""
+        state, devices = self.state, self.devices
+        if self.resumed_rng is not None:
+            restore_rng(self.resumed_rng)
+        self.model.train()
+        progress = tqdm(total=self.total_steps, initial=state.global_step, disable=not devices.is_main,
+                        desc="train", dynamic_ncols=True)
+        with logging_redirect_tqdm(), progress:
+            return self._run_epochs(progress)
+
+    def _run_epochs(self, progress):
+        state = self.state
+        for epoch_index in range(state.epoch, len(self.epochs)):
+            data = self.epochs[epoch_index].load()
+            try:
+                steps = plan_epoch(len(data), self.batch_size, self.accumulation, self.seed, epoch_index)
+                for step_index in range(state.steps_done_in_epoch, len(steps)):
+                    losses = self._optimisation_step(data, steps[step_index])
+                    state.global_step += 1
+                    state.steps_done_in_epoch = step_index + 1
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{losses['loss']:.4g}")
+                    if state.global_step % self.eval_step == 0:
+                        self._checkpoint()
+                    if self.max_steps is not None and state.global_step >= self.max_steps:
+                        self._checkpoint(scheduled=False)
+                        logger.info("stopping after --max_steps %d", self.max_steps)
+                        return False
+            finally:
+                data.close()
+            state.epoch = epoch_index + 1
+            state.steps_done_in_epoch = 0
+            self._checkpoint()
+            logger.info("epoch %d done", epoch_index)
+        return True
+
+    def _optimisation_step(self, data, micro_batches):
+        devices = self.devices
+        rows_in_step = sum(len(micro) for micro in micro_batches)
+        sums = {}
+        for i, micro in enumerate(micro_batches):
+            batch, rows_here = shard(data.batch(micro), devices.rank, devices.world_size)
+            batch = tuple(t.to(devices.device) for t in batch)
+            weight = rows_here * devices.world_size / rows_in_step
+            with no_sync(self.model, skip_sync=i < len(micro_batches) - 1):
+                with devices.autocast():
+                    losses = self.loss_fn(batch)
+                (losses["loss"] * weight).backward()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * rows_here / rows_in_step
+        self.last_lr = self.optimizer.get_lr()[0]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        names = sorted(sums)
+        totals = devices.sum_across_ranks(torch.tensor([sums[n] for n in names], dtype=torch.float64))
+        step_losses = dict(zip(names, totals.tolist()))
+        for name, value in step_losses.items():
+            self.logged_sums[name] = self.logged_sums.get(name, 0.0) + value
+        self.logged_steps += 1
+        return step_losses
+
+    def _log_losses(self):
+        if not self.logged_steps:
+            return
+        means = " ".join(f"{name}={value / self.logged_steps:.6g}" for name, value in sorted(self.logged_sums.items()))
+        logger.info("step %d lr %.6g %s", self.state.global_step, self.last_lr, means)
+        self.logged_sums, self.logged_steps = {}, 0
+
+    def _checkpoint(self, scheduled=True):
+        """Run ``on_checkpoint`` (once per step, at scheduled points only) and write the resumable checkpoint.
+
+        A --max_steps stop between scheduled points writes the checkpoint without the hook,
+        so that a stopped-and-resumed run evaluates at exactly the steps an uninterrupted run does.
+        """
+        state = self.state
+        self._log_losses()
+        hook_ran = scheduled and state.hooked_step != state.global_step
+        if hook_ran:
+            with torch.random.fork_rng(devices=self._cuda_devices()):
+                was_training = self.model.training
+                self.on_checkpoint(state)
+                self.model.train(was_training)
+            state.hooked_step = state.global_step
+        if state.global_step == self.last_saved_step and not hook_ran:
+            return
+        rng_states = self.devices.gather_objects(capture_rng())
+        if self.devices.is_main:
+            training_state = {**asdict(state), "optimizer": self.optimizer.state_dict(), "rng": rng_states}
+            overwrite = self.overwrite_checkpoints or state.global_step == self.last_saved_step
+            path = save_checkpoint(self.output_dir, state.global_step, self.bare_model, self.vocab_file,
+                                   training_state, overwrite=overwrite)
+            logger.info("checkpoint %s", path)
+            prune_checkpoints(self.output_dir, self.keep_checkpoints)
+        self.devices.barrier()
+        self.last_saved_step = state.global_step
+
+    def _cuda_devices(self):
+        return list(range(torch.cuda.device_count())) if self.devices.device.type == "cuda" else []

@@ -1,0 +1,1 @@
+"""Spiking BERT building blocks, neuron simulation and the implicit-differentiation training path."""

@@ -1,0 +1,166 @@
+"""Tiny teachers, students, pregenerated data and GLUE-layout task folders for the distillation tests."""
+import json
+import os
+import random
+
+import torch
+from safetensors.torch import load_file
+
+from transformer.modeling import BertConfig, BertForSequenceClassification, BertModel
+
+WORDS = ("the a movie film plot actor story good bad great awful fine dull funny sad long short new old "
+         "very not quite really is was be are it this that and or but of to in on with for as by at from "
+         "cat dog man woman child house car road tree river sky sun moon star city town day night year "
+         "time way thing one two three four five six red blue green big small high low fast slow hot cold "
+         "warm happy kind cruel wise").split()
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB = SPECIALS + WORDS
+
+
+def write_vocab(path, tokens=VOCAB):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(tokens) + "\n")
+    return path
+
+
+def teacher_config(layers=2, hidden=32, heads=2, **extra):
+    return BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=32,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra)
+
+
+def make_teacher(directory, num_labels=None, seed=0, **config):
+    """Save a random BertModel (num_labels None) or BertForSequenceClassification with vocab."""
+    torch.manual_seed(seed)
+    cfg = teacher_config(**config)
+    model = BertModel(cfg) if num_labels is None else BertForSequenceClassification(cfg, num_labels)
+    os.makedirs(os.path.dirname(os.path.abspath(directory)), exist_ok=True)
+    vocab = write_vocab(os.path.join(os.path.dirname(os.path.abspath(directory)), "fixture_vocab.txt"))
+    model.save_pretrained(directory, vocab_file=vocab)
+    return directory
+
+
+def make_student_config(directory, layers=1, hidden=16, heads=2, dropout=0.1, t_conv=4, vth=1.0,
+                        initializer_range=0.02, **extra):
+    """A spiking student folder holding only config.json (no weights, no vocab)."""
+    os.makedirs(directory, exist_ok=True)
+    config = dict(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                  intermediate_size=2 * hidden, max_position_embeddings=32, hidden_dropout_prob=dropout,
+                  attention_probs_dropout_prob=dropout, type_vocab_size=2, initializer_range=initializer_range,
+                  t_conv=t_conv, vth=vth, leaky=1.0, feedback=False, model_type="spiking_bert", **extra)
+    with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    return directory
+
+
+def random_sentence(rng, low=2, high=7):
+    return [rng.choice(WORDS) for _ in range(rng.randint(low, high))]
+
+
+def write_pregenerated(directory, epochs=2, examples=12, max_seq_len=16, seed=0):
+    """epoch_{e}.json + epoch_{e}_metrics.json with next-sentence-style instances of vocab words."""
+    os.makedirs(directory, exist_ok=True)
+    rng = random.Random(seed)
+    for epoch in range(epochs):
+        with open(os.path.join(directory, f"epoch_{epoch}.json"), "w", encoding="utf-8") as f:
+            for _ in range(examples):
+                a, b = random_sentence(rng), random_sentence(rng)
+                tokens = ["[CLS]"] + a + ["[SEP]"] + b + ["[SEP]"]
+                segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+                f.write(json.dumps({"tokens": tokens, "segment_ids": segments, "is_random_next": False,
+                                    "masked_lm_positions": [], "masked_lm_labels": []}) + "\n")
+        with open(os.path.join(directory, f"epoch_{epoch}_metrics.json"), "w", encoding="utf-8") as f:
+            json.dump({"num_training_examples": examples, "max_seq_len": max_seq_len}, f)
+    return directory
+
+
+def load_state(directory):
+    return load_file(os.path.join(directory, "model.safetensors"))
+
+
+def max_abs_difference(state_a, state_b):
+    assert state_a.keys() == state_b.keys()
+    return max((state_a[k].float() - state_b[k].float()).abs().max().item() for k in state_a)
+
+
+def read_log(directory):
+    with open(os.path.join(directory, "log.txt"), encoding="utf-8") as f:
+        return f.read()
+
+
+def logged_losses(directory):
+    """The loss value of every step line in log.txt, in order."""
+    losses = []
+    for line in read_log(directory).splitlines():
+        if " step " in line and " loss=" in line:
+            losses.append(float(line.split(" loss=")[1].split()[0]))
+    return losses
+
+
+# Task folders in the GLUE layouts (glue/processors.py).
+
+def _sentence(rng):
+    return " ".join(random_sentence(rng))
+
+
+def _rows(task, rng, count, split):
+    rows = []
+    for i in range(count):
+        a, b = _sentence(rng), _sentence(rng)
+        label2 = rng.choice(["0", "1"])
+        if task == "cola":
+            rows.append(["src", label2, "*" if label2 == "0" else "", a])
+        elif task in ("sst-2", "movie"):
+            rows.append([a, label2])
+        elif task == "mrpc":
+            rows.append([label2, str(i), str(i + 100), a, b])
+        elif task == "sts-b":
+            rows.append([str(i), "main", "f", "2012", str(i), "none", "none", a, b, f"{rng.uniform(0, 5):.3f}"])
+        elif task == "qqp":
+            rows.append([str(i), str(2 * i), str(2 * i + 1), a, b, label2])
+        elif task in ("mnli", "mnli-mm"):
+            label = rng.choice(["contradiction", "entailment", "neutral"])
+            parses = ["(x)", "(y)", "(x)", "(y)"]
+            extra = [label] * (4 if split == "dev" else 0)
+            rows.append([str(i), str(i), f"{i}e", "fiction"] + parses + [a, b, label] + extra + [label])
+        elif task in ("qnli", "rte"):
+            rows.append([str(i), a, b, rng.choice(["entailment", "not_entailment"])])
+        elif task == "wnli":
+            rows.append([str(i), a, b, label2])
+    return rows
+
+
+HEADERS = {
+    "sst-2": ["sentence", "label"],
+    "movie": ["sentence", "label"],
+    "mrpc": ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+    "sts-b": ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2",
+              "score"],
+    "qqp": ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+    "mnli": ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"],
+    "qnli": ["index", "question", "sentence", "label"],
+    "rte": ["index", "sentence1", "sentence2", "label"],
+    "wnli": ["index", "sentence1", "sentence2", "label"],
+}
+
+
+def _write_tsv(path, header, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        if header:
+            f.write("\t".join(header) + "\n")
+        for row in rows:
+            f.write("\t".join(row) + "\n")
+
+
+def write_task(directory, task, train=12, dev=10, seed=0):
+    """train.tsv and dev.tsv (MNLI: dev_matched.tsv, dev_mismatched.tsv) in the task's GLUE layout."""
+    os.makedirs(directory, exist_ok=True)
+    rng = random.Random(seed)
+    header = HEADERS.get(task)
+    _write_tsv(os.path.join(directory, "train.tsv"), header, _rows(task, rng, train, "train"))
+    dev_header = header + ["label2", "label3", "label4", "label5"] if task == "mnli" else header
+    dev_files = ["dev_matched.tsv", "dev_mismatched.tsv"] if task == "mnli" else ["dev.tsv"]
+    for name in dev_files:
+        _write_tsv(os.path.join(directory, name), dev_header, _rows(task, rng, dev, "dev"))
+    return directory

@@ -1,0 +1,196 @@
+"""The time-folded, chunked simulation against a plain step-by-step loop; neuron dynamics."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import SpikingBertForGeneralKD
+from modules.snn_bert_modules import StepDropout
+from modules.snn_modules import IFNeurons, chunk_steps, step_bytes
+from transformer.modeling import BertConfig, extended_attention_mask
+
+
+def tiny_config(**overrides):
+    values = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=32, t_conv=8, vth=1.0, leaky=1.0,
+                  initializer_range=0.3)
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def tiny_batch(seed=0, batch=3, length=10):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 100, (batch, length), generator=generator)
+    segments = (torch.arange(length) >= length // 2).long().expand(batch, length)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[0, 7:] = 0
+    return ids, segments, mask
+
+
+def record_spikes(monkeypatch):
+    """Collect, per population (in creation order), the spike tensor of every step."""
+    trains = {}
+    original = IFNeurons.fire
+
+    def fire(self, current, steps):
+        spikes = original(self, current, steps)
+        trains.setdefault(id(self), []).extend(spikes.view(steps, -1, *spikes.shape[1:]).clone().unbind(0))
+        return spikes
+
+    monkeypatch.setattr(IFNeurons, "fire", fire)
+    return trains
+
+
+def reference_spikes(model, ids, segments, mask):
+    """A plain loop over time steps and populations, written from SPEC 1.1/1.2 with raw tensor ops."""
+    config = model.config
+    bert = model.bert
+    heads = config.num_attention_heads
+    head_size = config.hidden_size // heads
+    current_e = bert.embeddings(ids, segments)
+    additive = extended_attention_mask(mask, current_e.dtype)
+    membranes = {}
+    trains = {}
+
+    def neuron(name, current):
+        u = membranes.get(name, torch.zeros_like(current)) + current
+        spikes = (u >= config.vth).to(current.dtype)
+        membranes[name] = config.leaky * (u - config.vth * spikes)
+        trains.setdefault(name, []).append(spikes)
+        return spikes
+
+    def heads_of(x):
+        return x.view(x.shape[0], x.shape[1], heads, head_size).transpose(1, 2)
+
+    def add_norm(block, x, residual):
+        return F.layer_norm(F.linear(x, block.dense.weight, block.dense.bias) + residual, (config.hidden_size,),
+                            block.LayerNorm.weight, block.LayerNorm.bias, config.layer_norm_eps)
+
+    scores_sum = [0.0] * config.num_hidden_layers
+    s_last = torch.zeros_like(current_e)
+    for _ in range(config.t_conv):
+        feedback = 0.0 if bert.feedback is None else F.linear(s_last, bert.feedback.weight)
+        s_in = neuron("embedding", current_e + feedback)
+        for index, layer in enumerate(bert.encoder.layer):
+            attention = layer.attention.self
+            s_key = neuron((index, "key"), F.linear(s_in, attention.key.weight, attention.key.bias))
+            s_value = neuron((index, "value"), F.linear(s_in, attention.value.weight, attention.value.bias))
+            query = heads_of(F.linear(s_in, attention.query.weight, attention.query.bias))
+            scores = query @ heads_of(s_key).transpose(-1, -2) / math.sqrt(head_size) + additive
+            scores_sum[index] = scores_sum[index] + scores
+            context = (scores.softmax(-1) @ heads_of(s_value)).transpose(1, 2).reshape(s_in.shape)
+            s_att = neuron((index, "attention"), context)
+            s_so = neuron((index, "self_output"), add_norm(layer.attention.output, s_att, s_in))
+            s_int = neuron((index, "intermediate"), F.gelu(F.linear(s_so, layer.intermediate.dense.weight,
+                                                                     layer.intermediate.dense.bias)))
+            s_in = neuron((index, "output"), add_norm(layer.output, s_int, s_so))
+        s_last = s_in
+    return list(trains.values()), [s / config.t_conv for s in scores_sum]
+
+
+@pytest.mark.parametrize("leaky, chunk, feedback", [(1.0, 3, False), (0.9, 8, False), (1.0, 4, True)])
+@torch.no_grad()
+def test_folded_simulation_matches_step_by_step_loop(monkeypatch, leaky, chunk, feedback):
+    torch.manual_seed(0)
+    model = SpikingBertForGeneralKD(tiny_config(leaky=leaky, sim_chunk_steps=chunk, feedback=feedback)).eval()
+    ids, segments, mask = tiny_batch()
+    trains = record_spikes(monkeypatch)
+    rates, mean_scores = model.bert(ids, segments, mask)
+    simulated = list(trains.values())
+    expected, expected_scores = reference_spikes(model, ids, segments, mask)
+    assert len(simulated) == len(expected) == 1 + 6 * model.config.num_hidden_layers
+    differing = total = 0
+    for got, want in zip(simulated, expected):
+        got, want = torch.stack(got), torch.stack(want)
+        assert got.shape == want.shape
+        differing += (got != want).sum().item()
+        total += want.numel()
+    # Only spikes whose membrane sits within float rounding of vth may differ.
+    assert differing <= total * 1e-4, f"{differing} of {total} spikes differ"
+    # Non-trivial activity: the comparison above would be vacuous for silent populations.
+    mean_rates = torch.stack([r.mean() for r in rates.flat()])
+    assert (mean_rates > 0.02).sum() >= 10, mean_rates
+    for got, want in zip(mean_scores, expected_scores):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_rates_identical_for_every_chunk_size():
+    torch.manual_seed(1)
+    model = SpikingBertForGeneralKD(tiny_config(t_conv=7)).eval()
+    ids, segments, mask = tiny_batch(seed=1)
+    results = []
+    for steps in (1, 2, 3, 7, 50):
+        model.bert.config.sim_chunk_steps = steps
+        results.append(model.bert(ids, segments, mask))
+    (rates, scores) = results[0]
+    for other_rates, other_scores in results[1:]:
+        for a, b in zip(rates.flat(), other_rates.flat()):
+            assert torch.equal(a, b)
+        for a, b in zip(scores, other_scores):
+            torch.testing.assert_close(a, b)
+
+
+@torch.no_grad()
+def test_rates_are_multiples_of_one_over_t():
+    torch.manual_seed(2)
+    model = SpikingBertForGeneralKD(tiny_config(t_conv=6)).eval()
+    rates, _ = model.bert(*tiny_batch(seed=2))
+    for rate in rates.flat():
+        counts = rate * 6
+        assert torch.allclose(counts, counts.round(), atol=1e-5)
+        assert rate.min() >= 0 and rate.max() <= 1
+
+
+@pytest.mark.parametrize("t_conv, vth", [(8, 1.0), (25, 0.7)])
+def test_constant_input_rate_approaches_clamped_ratio(t_conv, vth):
+    currents = torch.linspace(-1.0, 3.0, 401)
+    neurons = IFNeurons(vth, 1.0)
+    neurons.fire(currents.repeat(t_conv), t_conv)
+    rate = neurons.spike_count / t_conv
+    assert (rate - (currents / vth).clamp(0, 1)).abs().max() <= 1 / t_conv + 1e-6
+    assert torch.allclose(rate * t_conv, (rate * t_conv).round())
+
+
+def test_chunk_budget_picks_more_steps_for_more_memory():
+    config = tiny_config()
+    one_step = step_bytes(config, 8, 128, 4)
+    config.sim_chunk_budget_mb = 10 * one_step / 2 ** 20
+    assert chunk_steps(config, 8, 128, 4, "cpu") == 10
+    config.sim_chunk_budget_mb = 0
+    assert chunk_steps(config, 8, 128, 4, "cpu") == 1
+    config.sim_chunk_steps = 4
+    assert chunk_steps(config, 8, 128, 4, "cpu") == 4
+
+
+def test_training_dropout_draws_a_new_mask_every_step(monkeypatch):
+    torch.manual_seed(3)
+    config = tiny_config(t_conv=4, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.5, sim_chunk_steps=4)
+    model = SpikingBertForGeneralKD(config).train()
+    ids, segments, mask = tiny_batch(seed=3, batch=1)
+    probs_per_step = []
+    original = StepDropout.forward
+
+    def dropout(self, x):
+        out = original(self, x)
+        if x.dim() == 4 and not torch.is_grad_enabled():
+            probs_per_step.extend(out.unbind(0))
+        return out
+
+    monkeypatch.setattr(StepDropout, "forward", dropout)
+    with torch.no_grad():
+        model.bert.simulate(model.bert.embeddings(ids, segments), extended_attention_mask(mask, torch.float32))
+    first_layer_steps = probs_per_step[:4]
+    dropped = [step == 0 for step in first_layer_steps]
+    assert not torch.equal(dropped[0], dropped[1]) and not torch.equal(dropped[1], dropped[2])
+
+
+def test_step_dropout_keeps_one_minus_p_and_rescales():
+    torch.manual_seed(4)
+    dropout = StepDropout(0.25)
+    out = dropout(torch.full((200_000,), 3.0))
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    assert torch.allclose(out[kept], torch.tensor(4.0))
+    assert torch.equal(dropout.eval()(out), out)
