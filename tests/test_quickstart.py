@@ -1,0 +1,92 @@
+"""quickstart.py --smoke end to end: results, reuse of finished stages, refusal of mixed settings."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import quickstart
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_quickstart(*args):
+    return subprocess.run([sys.executable, "quickstart.py", *args], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("quickstart") / "run")
+    result = run_quickstart("--smoke", "--run_dir", run_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    yield run_dir, result.stdout
+    shutil.rmtree(run_dir, ignore_errors=True)  # about 1 GB of checkpoints
+
+
+def test_smoke_run_writes_results_and_stage_folders(smoke_run):
+    run_dir, stdout = smoke_run
+    preset = quickstart.PRESETS["smoke"]
+    with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    assert results["preset"] == "smoke" and results["dev_examples"] == preset["data"]["dev_sentences"]
+    evaluations = results["student"]["evaluations"]
+    assert [e["t_conv"] for e in evaluations] == preset["eval_t_conv"]
+    assert sum(e["trained_at"] for e in evaluations) == 1
+    accuracies = [results["teacher"]["dev_acc"], results["majority_baseline"]["dev_acc"]]
+    accuracies += [e["dev_acc"] for e in evaluations]
+    assert all(0 <= acc <= 1 for acc in accuracies)
+    # Rates are multiples of 1/T per neuron; their mean over populations lies in [0, 1].
+    assert all(0 <= e["mean_spike_rate"] <= 1 for e in evaluations)
+    assert results["student"]["parameters"] < results["teacher"]["parameters"]
+
+    with open(os.path.join(run_dir, "data", "movie", "dev.tsv"), encoding="utf-8") as f:
+        labels = [line.rstrip("\n").split("\t")[1] for line in f.readlines()[1:]]
+    majority = max(labels.count("0"), labels.count("1")) / len(labels)
+    assert results["majority_baseline"]["dev_acc"] == pytest.approx(majority)
+
+    for name in ["data", "teacher", "corpus", "general_kd", "task_ikd", "pred_kd"] + [
+            f"eval_t{t}" for t in preset["eval_t_conv"]]:
+        assert os.path.isfile(os.path.join(run_dir, name, quickstart.MARKER_NAME)), name
+        assert not results["stages"][name]["reused"]
+    for name in ["teacher", "general_kd", "task_ikd", "pred_kd"]:
+        assert os.path.isfile(os.path.join(run_dir, name, "model.safetensors")), name
+    assert os.path.isfile(os.path.join(run_dir, "logs", "teacher.txt"))
+    with open(os.path.join(run_dir, "results.md"), encoding="utf-8") as f:
+        table = f.read()
+    assert "majority class" in table and "t_conv 4 (training value)" in table
+    assert table.strip() in stdout
+    # Each stage's command is logged before it runs.
+    assert "spiking_bert_task_distill.py --pred_distill" in stdout
+
+
+def test_rerun_reuses_stages_and_other_settings_are_refused(smoke_run):
+    run_dir, _ = smoke_run
+    rerun = run_quickstart("--smoke", "--run_dir", run_dir)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "[pred_kd] reusing" in rerun.stdout and "[teacher] reusing" in rerun.stdout
+    with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
+        assert all(stage["reused"] for stage in json.load(f)["stages"].values())
+
+    marker = os.path.join(run_dir, "teacher", quickstart.MARKER_NAME)
+    before = os.path.getmtime(marker)
+    refused = run_quickstart("--run_dir", run_dir)  # the default preset's settings
+    assert refused.returncode != 0
+    assert "choose another --run_dir or pass --overwrite" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert os.path.getmtime(marker) == before
+
+
+def test_refuses_a_foreign_non_empty_run_dir(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    result = run_quickstart("--smoke", "--run_dir", str(tmp_path))
+    assert result.returncode != 0 and "holds no quickstart_run.json" in result.stderr
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_first_difference_names_the_changed_setting():
+    old = {"command": ["a.py", "--num_train_epochs", "1"], "inputs": {}}
+    new = {"command": ["a.py", "--num_train_epochs", "2"], "inputs": {}}
+    assert quickstart.first_difference(old, new) == 'command[2]: "1" -> "2"'
