@@ -22,6 +22,8 @@ def add_shared_args(parser, learning_rate, eval_step):
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--eval_step", type=int, default=eval_step,
                         help="optimisation steps between checkpoints (and dev evaluations)")
+    parser.add_argument("--logging_steps", type=int, default=50,
+                        help="optimisation steps between mean-loss lines in log.txt")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no_cuda", action="store_true", help="train on the CPU even when a GPU is visible")
     parser.add_argument("--bf16", action="store_true", help="run forward passes under bfloat16 autocast")

@@ -26,7 +26,7 @@ class GeneralDistillation:
 
     def __init__(self, args):
         check_positive_args(args, ["train_batch_size", "num_train_epochs", "gradient_accumulation_steps",
-                                   "eval_step", "max_seq_length", "max_steps"])
+                                   "eval_step", "logging_steps", "max_seq_length", "max_steps"])
         self.args = args
         self.epoch_files = find_epoch_files(args.pregenerated_data)
         for _, metrics_path in self.epoch_files:

@@ -107,7 +107,7 @@ class TaskDistillation:
     def _check_flags(self):
         args = self.args
         check_positive_args(args, ["train_batch_size", "eval_batch_size", "num_train_epochs", "eval_step",
-                                   "gradient_accumulation_steps", "max_seq_length", "max_steps"])
+                                   "logging_steps", "gradient_accumulation_steps", "max_seq_length", "max_steps"])
         if args.train_true_labels and not args.pred_distill:
             raise ValueError("--train_true_labels needs --pred_distill")
         if args.do_eval and args.pred_distill:

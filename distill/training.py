@@ -152,6 +152,7 @@ class TrainingLoop:
         self.accumulation = args.gradient_accumulation_steps
         self.seed = args.seed
         self.eval_step = args.eval_step
+        self.logging_steps = getattr(args, "logging_steps", None) or args.eval_step
         self.max_steps = args.max_steps
         self.keep_checkpoints = args.keep_checkpoints
         # A run resumed from an older checkpoint may replace the newer ones it recomputes.
@@ -189,6 +190,8 @@ class TrainingLoop:
                     state.steps_done_in_epoch = step_index + 1
                     progress.update(1)
                     progress.set_postfix(loss=f"{losses['loss']:.4g}")
+                    if state.global_step % self.logging_steps == 0:
+                        self._log_losses()
                     if state.global_step % self.eval_step == 0:
                         self._checkpoint()
                     if self.max_steps is not None and state.global_step >= self.max_steps:
