@@ -19,7 +19,7 @@ import tempfile
 import torch
 
 from distill.checkpointing import load_training_state, publish_student, resolve_resume
-from distill.cli import check_positive_args
+from distill.cli import add_run_args, check_positive_args
 from distill.devices import cleanup, select_devices, unwrap, wrap_student
 from distill.evaluation import RESULTS_NAME
 from distill.losses import true_label_loss
@@ -53,16 +53,7 @@ def parse_args(argv=None):
                         help="optimisation steps between dev evaluations (default: at the end of each epoch)")
     parser.add_argument("--classifier_head", choices=CLASSIFIER_HEADS, default="tinybert",
                         help="tinybert: classifier(relu(pooled)); hf: classifier(dropout(pooled))")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--no_cuda", action="store_true", help="train on the CPU even when a GPU is visible")
-    parser.add_argument("--bf16", action="store_true", help="run forward passes under bfloat16 autocast")
-    parser.add_argument("--continue_train", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                        help="resume from the latest checkpoint in --output_dir, or from CHECKPOINT")
-    parser.add_argument("--overwrite", action="store_true", help="empty an existing non-empty --output_dir first")
-    parser.add_argument("--keep_checkpoints", type=int, default=1,
-                        help="newest checkpoint-step* folders kept for --continue_train (0 keeps all)")
-    # Testing aid, as in the distillation scripts: stop (with a resumable checkpoint) after this many steps.
-    parser.add_argument("--max_steps", type=int, default=None, help=argparse.SUPPRESS)
+    add_run_args(parser, keep_checkpoints=1)
     return parser.parse_args(argv)
 
 
@@ -101,7 +92,7 @@ class TeacherFineTuning:
 
     def __init__(self, args):
         check_positive_args(args, ["train_batch_size", "eval_batch_size", "num_train_epochs", "max_seq_length",
-                                   "gradient_accumulation_steps", "eval_step", "max_steps"])
+                                   "gradient_accumulation_steps", "eval_step", "logging_steps", "max_steps"])
         self.args = args
         self.processor = get_processor(args.task_name)
         self.config = read_model_config(args.bert_model, "--bert_model")

@@ -1,4 +1,4 @@
-"""Command-line flags shared by the two distillation scripts."""
+"""Command-line flags shared by the training scripts."""
 import argparse
 
 
@@ -22,6 +22,11 @@ def add_shared_args(parser, learning_rate, eval_step):
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--eval_step", type=int, default=eval_step,
                         help="optimisation steps between checkpoints (and dev evaluations)")
+    add_run_args(parser, keep_checkpoints=2)
+
+
+def add_run_args(parser, keep_checkpoints):
+    """Flags of every training script: logging, seed, devices, resume and output-folder rules."""
     parser.add_argument("--logging_steps", type=int, default=50,
                         help="optimisation steps between mean-loss lines in log.txt")
     parser.add_argument("--seed", type=int, default=42)
@@ -30,7 +35,7 @@ def add_shared_args(parser, learning_rate, eval_step):
     parser.add_argument("--continue_train", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="resume from the latest checkpoint in --output_dir, or from CHECKPOINT")
     parser.add_argument("--overwrite", action="store_true", help="empty an existing non-empty --output_dir first")
-    parser.add_argument("--keep_checkpoints", type=int, default=2,
+    parser.add_argument("--keep_checkpoints", type=int, default=keep_checkpoints,
                         help="newest checkpoint-step* folders kept (0 keeps all)")
     # Testing aid: stop (with a resumable checkpoint) after this many optimisation steps.
     parser.add_argument("--max_steps", type=int, default=None, help=argparse.SUPPRESS)

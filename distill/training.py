@@ -152,7 +152,7 @@ class TrainingLoop:
         self.accumulation = args.gradient_accumulation_steps
         self.seed = args.seed
         self.eval_step = args.eval_step
-        self.logging_steps = getattr(args, "logging_steps", None) or args.eval_step
+        self.logging_steps = args.logging_steps
         self.max_steps = args.max_steps
         self.keep_checkpoints = args.keep_checkpoints
         # A run resumed from an older checkpoint may replace the newer ones it recomputes.
