@@ -6,9 +6,12 @@ Prints, per (hidden/heads/intermediate, T):
   one BERT forward;
 - peak memory of a training step / the same-size BERT's training step.
 
-Times are the minimum over --repeats interleaved rounds (the least disturbed by other
-processes on a shared machine; BERT forwards are timed just before and after each
-spiking run); medians are printed too. Memory on CPU is the rise
+Timing is done in rounds after a one-step warm-up. A round times a block of
+--forwards BERT forwards, the spiking eval run, another block, a spiking and a BERT
+training step, and a last block; each spiking time is divided by the median forward of
+the blocks on either side of it, so a ratio compares two things measured under the same
+machine load. Ratios are printed as the median over rounds with their range: on a shared
+machine single forwards vary by 20-40%, so one round proves little. Memory on CPU is the rise
 of the process's peak resident set (VmHWM, reset just before the step) over its
 resident set before one training step, in a fresh subprocess per model; on CUDA it is
 torch.cuda.max_memory_allocated over the step. Both include the parameter
@@ -28,6 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from distill.devices import keep_freed_cpu_memory  # noqa: E402
 from models import SpikingBertForGeneralKD  # noqa: E402
 from modules.snn_modules import chunk_steps, step_bytes  # noqa: E402
 from transformer.modeling import BertConfig, BertModel, extended_attention_mask  # noqa: E402
@@ -113,27 +117,40 @@ def warm_up(bert, student, batch, device):
 
 
 def measure_times(size, t_conv, args, device):
+    """Per round: BERT forwards, spiking eval, BERT forwards, spiking and BERT training steps, BERT
+    forwards. Each spiking time is divided by the median of the BERT forwards timed next to it,
+    so both see the same machine state; the returned ratios are per round."""
     config = build_config(size, args.layers, t_conv, args)
     torch.manual_seed(0)
     bert = BertModel(config).to(device)
     student = SpikingBertForGeneralKD(config).to(device)
     batch = make_batch(config, args, device)
     warm_up(bert, student, batch, device)
-    bert_forward, spiking_eval, bert_train, spiking_train = [], [], [], []
-    for _ in range(args.repeats):
+
+    def bert_forwards():
         bert.eval()
+        with torch.no_grad():
+            return [timed(lambda: bert(*batch), device) for _ in range(args.forwards)]
+
+    rounds = []
+    for _ in range(args.repeats):
+        before = bert_forwards()
         student.eval()
         with torch.no_grad():
-            # BERT forwards around each long spiking run, so both see the same machine load.
-            bert_forward += [timed(lambda: bert(*batch), device) for _ in range(2)]
-            spiking_eval.append(timed(lambda: student(*batch), device))
-            bert_forward += [timed(lambda: bert(*batch), device) for _ in range(2)]
-        bert.train()
+            spiking_eval = timed(lambda: student(*batch), device)
+        middle = bert_forwards()
         student.train()
-        bert_train.append(timed(lambda: bert_training_step(bert, batch), device))
-        spiking_train.append(spiking_training_step(student, batch, device))
-    return dict(bert_forward=bert_forward, spiking_eval=spiking_eval, bert_train=bert_train,
-                spiking_train=spiking_train, chunk=chunk_steps(config, args.batch, args.seq_len, 4, device.type),
+        bert.train()
+        spiking_train = spiking_training_step(student, batch, device)
+        bert_train = timed(lambda: bert_training_step(bert, batch), device)
+        after = bert_forwards()
+        eval_forward = statistics.median(before + middle)
+        train_forward = statistics.median(middle + after)
+        rounds.append(dict(forward=eval_forward, eval=spiking_eval / t_conv / eval_forward,
+                           train=sum(spiking_train) / train_forward,
+                           parts=[part / train_forward for part in spiking_train],
+                           bert_train=bert_train / train_forward))
+    return dict(rounds=rounds, chunk=chunk_steps(config, args.batch, args.seq_len, 4, device.type),
                 chunk_bytes=step_bytes(config, args.batch, args.seq_len, 4))
 
 
@@ -155,6 +172,8 @@ def peak_memory_worker(kind, size, t_conv, args, device_name, queue):
     """Peak memory rise of one training step (run in a fresh process on CPU)."""
     torch.set_num_threads(args.threads or torch.get_num_threads())
     device = torch.device(device_name)
+    if device.type == "cpu" and not args.glibc_malloc:
+        keep_freed_cpu_memory()
     config = build_config(size, args.layers, t_conv, args)
     torch.manual_seed(0)
     model = (BertModel(config) if kind == "bert" else SpikingBertForGeneralKD(config)).to(device).train()
@@ -195,10 +214,15 @@ def parse_args():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq_len", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=None,
-                        help="measured rounds after a one-step warm-up (default 3)")
+                        help="measured rounds after a one-step warm-up (default 5)")
+    parser.add_argument("--forwards", type=int, default=5,
+                        help="BERT forwards per timing block around the spiking runs")
     parser.add_argument("--chunk_steps", type=int, default=None, help="fixed simulation chunk (steps)")
     parser.add_argument("--chunk_budget_mb", type=float, default=None, help="simulation chunk budget (MiB)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--glibc_malloc", action="store_true",
+                        help="keep glibc's default of returning freed memory to the system (the scripts "
+                             "turn it off on CPU, see distill/devices.py keep_freed_cpu_memory)")
     parser.add_argument("--no_memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--quick", action="store_true",
                         help="defaults become hidden 256, T 25, 1 measured round")
@@ -207,10 +231,16 @@ def parse_args():
     quick = args.quick
     args.sizes = args.sizes or ([256] if quick else sorted(SIZES))
     args.t_conv = args.t_conv or ([25] if quick else [25, 125])
-    args.repeats = args.repeats or (1 if quick else 3)
+    args.repeats = args.repeats or (1 if quick else 5)
     if args.repeats < 1:
         raise SystemExit("error: --repeats must be >= 1")
+    if args.forwards < 1:
+        raise SystemExit("error: --forwards must be >= 1")
     return args
+
+
+def median_and_range(values, digits):
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def main():
@@ -218,27 +248,28 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cpu" and not args.glibc_malloc:
+        keep_freed_cpu_memory()
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {args.batch}, length {args.seq_len}, "
-          f"{args.layers} layers, {args.repeats} measured rounds (min/median)")
+          f"{args.layers} layers, {args.repeats} rounds of {args.forwards} BERT forwards per block; "
+          "ratios: median (min-max) over rounds")
     header = ("H/A/I", "T", "chunk", "BERT fwd s", "eval step/fwd", "train step/fwd", "target",
               "sim/fwd", "surr fwd/fwd", "bwd/fwd", "mem ratio", "mem target")
     print(" | ".join(header))
     for size in args.sizes:
         for t_conv in args.t_conv:
             r = measure_times(size, t_conv, args, device)
-            fwd_min, fwd_med = min(r["bert_forward"]), statistics.median(r["bert_forward"])
-            eval_min, eval_med = min(r["spiking_eval"]) / t_conv, statistics.median(r["spiking_eval"]) / t_conv
-            parts = list(zip(*r["spiking_train"]))
-            train = [sum(p) for p in r["spiking_train"]]
+            rounds = r["rounds"]
+            parts = list(zip(*(round_["parts"] for round_ in rounds)))
             row = [
                 "/".join(map(str, SIZES[size])), str(t_conv), str(r["chunk"]),
-                f"{fwd_min:.3f}/{fwd_med:.3f}",
-                f"{eval_min / fwd_min:.2f}/{eval_med / fwd_med:.2f}",
-                f"{min(train) / fwd_min:.1f}/{statistics.median(train) / fwd_med:.1f}",
+                f"{statistics.median(round_['forward'] for round_ in rounds):.3f}",
+                median_and_range([round_["eval"] for round_ in rounds], 2),
+                median_and_range([round_["train"] for round_ in rounds], 1),
                 f"<= {1.25 * t_conv + 3:.1f}",
-                f"{min(parts[0]) / fwd_min:.1f}",
-                f"{min(parts[1]) / fwd_min:.2f}",
-                f"{min(parts[2]) / fwd_min:.2f}",
+                f"{statistics.median(parts[0]):.1f}",
+                f"{statistics.median(parts[1]):.2f}",
+                f"{statistics.median(parts[2]):.2f}",
             ]
             if args.no_memory:
                 row += ["-", "-"]
@@ -249,7 +280,8 @@ def main():
                 row += [f"{spiking_peak / 2 ** 20:.0f}/{bert_peak / 2 ** 20:.0f} MiB = {spiking_peak / bert_peak:.2f}",
                         f"<= {(2 * bert_peak + chunk_buffers) / 2 ** 20:.0f} MiB"]
             print(" | ".join(row), flush=True)
-            print(f"  BERT training step {min(r['bert_train']) / fwd_min:.2f} forwards", flush=True)
+            bert_train = statistics.median(round_["bert_train"] for round_ in rounds)
+            print(f"  BERT training step {bert_train:.2f} forwards", flush=True)
 
 
 if __name__ == "__main__":

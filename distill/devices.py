@@ -7,11 +7,19 @@ wrapped in ``torch.nn.DataParallel``, as the paper's code ran (pick GPUs with
 CUDA_VISIBLE_DEVICES).
 """
 import contextlib
+import ctypes
+import ctypes.util
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
 
 @dataclass
@@ -60,6 +68,25 @@ class Devices:
             dist.barrier()
 
 
+def keep_freed_cpu_memory():
+    """Make glibc keep freed memory for reuse instead of returning it to the system.
+
+    By default glibc serves big blocks with fresh mmaps and trims the heap after large
+    frees, so every multi-megabyte activation of a CPU forward page-faults its memory in
+    again: ~16,000 faults per forward of a 768-wide BERT at batch 8. The spiking
+    simulation allocates such tensors at every time step. Keeping freed memory costs
+    resident memory up to the peak of the run (what torch's CUDA caching allocator does
+    on GPUs). Returns whether the settings took effect (False off glibc).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 2 ** 30) and mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+
+
 def select_devices(no_cuda=False, bf16=False):
     """Pick the device(s) from the environment; initialises the process group under torchrun."""
     use_cuda = torch.cuda.is_available() and not no_cuda
@@ -79,6 +106,8 @@ def select_devices(no_cuda=False, bf16=False):
         devices = Devices(torch.device("cuda"), n_gpu=torch.cuda.device_count(), bf16=bf16)
     else:
         devices = Devices(torch.device("cpu"), bf16=bf16)
+    if devices.device.type == "cpu" and keep_freed_cpu_memory():
+        logger.debug("glibc keeps freed memory for reuse (mallopt)")
     return devices
 
 

@@ -7,6 +7,7 @@ spike trains, time steps folded into the batch) and the equilibrium surrogate
 except the split self-attention, so parameter names are Hugging Face's and a BERT
 state dict of the same size maps onto the student name for name.
 """
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -19,14 +20,29 @@ POPULATIONS = ("key", "value", "attention", "self_output", "intermediate", "outp
 class StepDropout(nn.Dropout):
     """Dropout drawn T times per forward by the simulation, so its cost matters.
 
-    On CPU, thresholding uniform noise costs half of torch's Bernoulli sampling;
-    the distribution is the same (keep with probability 1 - p, scale 1 / (1 - p)).
+    torch's CPU dropout draws one number per element from a serial Mersenne twister
+    and builds the mask with boolean ops that do not vectorise, which made it a fifth
+    of a training simulation. Here every element takes 16 bits of a PCG64 stream
+    (numpy, about twice as fast) seeded by one draw of torch's generator, so
+    torch.manual_seed and a saved RNG state still fix the masks. An element is
+    dropped when its 16 bits fall below round(p * 2^16): the drop probability is p
+    rounded to a multiple of 2^-16 (0.1 -> 0.100006), and kept values are scaled by
+    the inverse of the rounded keep probability, so the expectation is exactly the
+    input's.
     """
 
     def forward(self, x):
-        if not self.training or self.p == 0 or x.device.type != "cpu":
+        dropped = round(self.p * 2 ** 16)
+        if not self.training or x.device.type != "cpu" or not 0 < dropped < 2 ** 16:
             return F.dropout(x, self.p, self.training)
-        return x * torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        count = x.numel()
+        stream = np.random.PCG64(int(torch.randint(2 ** 62, ())))
+        bits = torch.from_numpy(stream.random_raw((count + 3) // 4).view(np.int16)[:count]).view(x.shape)
+        # On integer-valued floats, clamping to [t - 1, t] and subtracting t - 1 gives 1 where
+        # bits >= t and 0 elsewhere, in float ops that vectorise.
+        threshold = dropped - 2 ** 15
+        keep = bits.float().clamp_(threshold - 1, threshold).sub_(threshold - 1)
+        return x * keep.mul_(2 ** 16 / (2 ** 16 - dropped)).to(x.dtype)
 
 
 class SplitSelfAttention(BertSelfAttention):

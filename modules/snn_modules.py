@@ -54,13 +54,15 @@ class IFNeurons:
         if self.membrane is None:
             self.membrane = torch.zeros_like(per_step[0])
             self.spike_count = torch.zeros_like(per_step[0])
+        # In-place ops only: a reduction over the chunk would allocate a fresh buffer each
+        # time and costs two to six times as much as these adds.
         for step in per_step.unbind(0):
             self.membrane.add_(step)
             torch.ge(self.membrane, self.vth, out=step)
             self.membrane.sub_(step, alpha=self.vth)
             if self.leaky != 1.0:
                 self.membrane.mul_(self.leaky)
-        self.spike_count.add_(per_step.sum(0))
+            self.spike_count.add_(step)
         return current
 
 
@@ -112,7 +114,8 @@ def simulate(layers, embedding_current, mask, t_conv, vth, leaky, steps_per_chun
         for layer, neurons, score_sum in zip(layers, layer_neurons, score_sums):
             outputs, scores = layer(x, chunk_mask, [partial(n.fire, steps=steps) for n in neurons])
             if mean_scores:
-                score_sum.add_(scores.view(steps, batch, *scores.shape[1:]).sum(0))
+                for step_scores in scores.view(steps, batch, *scores.shape[1:]).unbind(0):
+                    score_sum.add_(step_scores)
             x = outputs[-1]
         last_spikes = x
     rates = Populations(embedding_neurons.spike_count.div_(t_conv),

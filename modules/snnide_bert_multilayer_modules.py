@@ -12,8 +12,11 @@ last-population surrogate with feedback input z. The backward pass then solves
 (I - J_F(z*))^T v = g with Broyden's method, g being the total gradient reaching z*
 from every output, and pushes v through F's parameters with one VJP.
 """
+from functools import partial
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from modules.broyden import broyden
 from modules.snn_bert_modules import POPULATIONS, SpikingBertLayer
@@ -21,21 +24,13 @@ from modules.snn_modules import Populations, chunk_steps, simulate
 from transformer.modeling import BertEmbeddings, extended_attention_mask
 
 
-class RateClamp(torch.autograd.Function):
-    """a = clamp(current / vth, 0, 1), saving a (which the next block saves anyway) instead of
-    the current, so the surrogate graph holds no extra tensor per population."""
+def equilibrium_rate(current, vth):
+    """clamp(current / vth, 0, 1): the rate an IF population converges to under a constant current.
 
-    @staticmethod
-    def forward(ctx, current, vth):
-        rate = (current / vth).clamp_(0.0, 1.0)
-        ctx.save_for_backward(rate)
-        ctx.vth = vth
-        return rate
-
-    @staticmethod
-    def backward(ctx, grad):
-        rate, = ctx.saved_tensors
-        return grad * ((rate > 0) & (rate < 1)) / ctx.vth, None
+    hardtanh_ runs in place on the fresh quotient, so autograd saves the rate (which
+    the next block saves anyway) rather than the current: its backward uses its result.
+    """
+    return F.hardtanh_(current / vth, 0.0, 1.0)
 
 
 class StraightThrough(torch.autograd.Function):
@@ -123,9 +118,7 @@ class SpikingBertModel(nn.Module):
 
     def surrogate(self, embedding_current, mask, feedback_state=None):
         """Rates at equilibrium a_p = clamp(current_p / vth, 0, 1), wired like the simulation."""
-        def clamp(current):
-            return RateClamp.apply(current, self.config.vth)
-
+        clamp = partial(equilibrium_rate, vth=self.config.vth)
         if self.feedback is not None and feedback_state is not None:
             embedding_current = embedding_current + self.feedback(feedback_state)
         embedding = clamp(embedding_current)

@@ -3,6 +3,7 @@ import torch
 
 from models import SpikingBertForGeneralKD
 from modules.broyden import broyden
+from modules.snnide_bert_multilayer_modules import equilibrium_rate
 from transformer.modeling import BertConfig, extended_attention_mask
 
 
@@ -142,3 +143,12 @@ def test_feedback_implicit_gradient_matches_finite_differences():
     linear_loss(naive_outputs.flat(), naive_scores).backward()
     naive = sum((p.grad * d).sum() for p, d in zip(params, directions)).item()
     assert abs(naive - finite_difference) > 0.05 * abs(finite_difference)
+
+
+def test_equilibrium_rate_is_clamped_quotient_with_slope_one_over_vth_inside():
+    current = torch.tensor([-0.3, 0.0, 0.2, 0.7, 1.4, 2.0], dtype=torch.double, requires_grad=True)
+    rate = equilibrium_rate(current * 1.0, 1.4)
+    torch.testing.assert_close(rate, (current / 1.4).clamp(0, 1), rtol=0, atol=1e-15)
+    rate.backward(torch.arange(1.0, 7.0, dtype=torch.double))
+    # Slope 1/vth strictly inside (0, 1); zero where clamped, including the edges.
+    torch.testing.assert_close(current.grad, torch.tensor([0, 0, 3 / 1.4, 4 / 1.4, 0, 0], dtype=torch.double))

@@ -194,3 +194,17 @@ def test_step_dropout_keeps_one_minus_p_and_rescales():
     assert abs(kept.float().mean().item() - 0.75) < 0.01
     assert torch.allclose(out[kept], torch.tensor(4.0))
     assert torch.equal(dropout.eval()(out), out)
+
+
+def test_step_dropout_lanes_are_independent_with_the_right_rate():
+    # Four neighbouring elements share one 64-bit draw: each lane, and each pair of lanes, must
+    # still drop at p and p^2 (tolerances are 5 standard deviations).
+    torch.manual_seed(5)
+    p, rows = 0.1, 100_000
+    dropped = (StepDropout(p)(torch.ones(rows, 4)) == 0).double()
+    for lane in range(4):
+        assert abs(dropped[:, lane].mean().item() - p) < 5 * (p * (1 - p) / rows) ** 0.5
+    for a, b in [(0, 1), (1, 2), (2, 3), (0, 3)]:
+        assert abs((dropped[:, a] * dropped[:, b]).mean().item() - p * p) < 5 * (p * p / rows) ** 0.5
+    kept = StepDropout(p)(torch.full((rows,), 2.0))
+    assert torch.allclose(kept[kept != 0], torch.tensor(2.0 * 2 ** 16 / (2 ** 16 - round(p * 2 ** 16))))
