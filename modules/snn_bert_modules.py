@@ -20,10 +20,10 @@ POPULATIONS = ("key", "value", "attention", "self_output", "intermediate", "outp
 class StepDropout(nn.Dropout):
     """Dropout drawn T times per forward by the simulation, so its cost matters.
 
-    torch's CPU dropout draws one number per element from a serial Mersenne twister
-    and builds the mask with boolean ops that do not vectorise, which made it a fifth
-    of a training simulation. Here every element takes 16 bits of a PCG64 stream
-    (numpy, about twice as fast) seeded by one draw of torch's generator, so
+    On CPU, one torch random number per element (a serial Mersenne twister) and a mask
+    built with boolean ops (which do not vectorise) took a fifth of a training
+    simulation. Here every element takes 16 bits of a PCG64 stream (numpy, about
+    twice as fast per bit) seeded by one draw of torch's generator, so
     torch.manual_seed and a saved RNG state still fix the masks. An element is
     dropped when its 16 bits fall below round(p * 2^16): the drop probability is p
     rounded to a multiple of 2^-16 (0.1 -> 0.100006), and kept values are scaled by
