@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from distill.devices import keep_freed_cpu_memory  # noqa: E402
 from models import SpikingBertForGeneralKD  # noqa: E402
 from modules.snn_modules import chunk_steps, step_bytes  # noqa: E402
-from transformer.modeling import BertConfig, BertModel, extended_attention_mask  # noqa: E402
+from transformer.modeling import BertConfig, BertModel, embed_inputs  # noqa: E402
 
 SIZES = {256: (256, 4, 1024), 768: (768, 12, 3072)}
 
@@ -68,10 +68,8 @@ def bert_loss(bert, batch):
 
 def spiking_loss(student, batch, device, clock):
     """The general-KD forward in its two parts, appending the time after each to ``clock``."""
-    ids, segments, mask = batch
     bert = student.bert
-    embedding_current = bert.embeddings(ids, segments)
-    additive = extended_attention_mask(mask, embedding_current.dtype)
+    embedding_current, additive = embed_inputs(bert.embeddings, *batch)
     rates, _ = bert.simulate(embedding_current.detach(), additive)
     sync(device)
     clock.append(time.perf_counter())

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from modules.broyden import broyden
 from modules.snn_bert_modules import POPULATIONS, SpikingBertLayer
 from modules.snn_modules import Populations, chunk_steps, simulate
-from transformer.modeling import BertEmbeddings, extended_attention_mask
+from transformer.modeling import BertEmbeddings, embed_inputs
 
 
 def equilibrium_rate(current, vth):
@@ -97,12 +97,7 @@ class SpikingBertModel(nn.Module):
         Eval: spike rates and the mean over T of the per-step scores. Train: rates with
         surrogate gradients and the surrogate's scores.
         """
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        embedding_current = self.embeddings(input_ids, token_type_ids)
-        mask = extended_attention_mask(attention_mask, embedding_current.dtype)
+        embedding_current, mask = embed_inputs(self.embeddings, input_ids, token_type_ids, attention_mask)
         rates, mean_scores = self.simulate(embedding_current.detach(), mask)
         if not self.training:
             return rates, mean_scores

@@ -104,6 +104,17 @@ def extended_attention_mask(attention_mask, dtype):
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * -10000.0
 
 
+def embed_inputs(embeddings, input_ids, token_type_ids=None, attention_mask=None):
+    """(embeddings(ids, segments) [B, L, H], additive mask [B, 1, 1, L]); missing segments are
+    all 0 and a missing mask keeps every token, as in BERT."""
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    embedding_output = embeddings(input_ids, token_type_ids)
+    return embedding_output, extended_attention_mask(attention_mask, embedding_output.dtype)
+
+
 class BertEmbeddings(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -353,12 +364,7 @@ class BertModel(BertPreTrainedModel):
         attention_scores: list of num_hidden_layers pre-softmax masked scores [B, A, L, L].
         pooled_output: tanh(dense(first token's last hidden state)) [B, H].
         """
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        embedding_output = self.embeddings(input_ids, token_type_ids)
-        mask = extended_attention_mask(attention_mask, embedding_output.dtype)
+        embedding_output, mask = embed_inputs(self.embeddings, input_ids, token_type_ids, attention_mask)
         hidden_states, attention_scores = self.encoder(embedding_output, mask)
         return hidden_states, attention_scores, self.pooler(hidden_states[-1])
 
