@@ -17,7 +17,7 @@ if sys.argv[1] == "keep":
 config = BertConfig(vocab_size=100, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
                     num_hidden_layers=1)
 model = BertModel(config).eval()
-ids = torch.ones(8, 128, dtype=torch.long)
+ids = torch.ones(32, 128, dtype=torch.long)
 with torch.no_grad():
     for _ in range(3):
         model(ids)
@@ -36,8 +36,9 @@ def page_faults_per_forward(mode):
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_kept_memory_is_reused_without_page_faults():
-    # One 768-wide BERT layer at batch 8 x 128: glibc's default faults most of its activations in
-    # again on every forward (7,500-8,700 pages measured); with freed memory kept, 0-460.
+    # One 768-wide BERT layer at batch 32 x 128: its 48 MiB intermediate activations are above the
+    # 32 MiB that glibc's adaptive mmap threshold can reach, so by default they are mapped afresh
+    # and faulted in on every forward (36,000-45,000 pages measured); kept: 0-2,500.
     default = page_faults_per_forward("default")
     assert default > 4_000
     assert page_faults_per_forward("keep") < default / 3
