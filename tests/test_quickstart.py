@@ -90,3 +90,16 @@ def test_first_difference_names_the_changed_setting():
     old = {"command": ["a.py", "--num_train_epochs", "1"], "inputs": {}}
     new = {"command": ["a.py", "--num_train_epochs", "2"], "inputs": {}}
     assert quickstart.first_difference(old, new) == 'command[2]: "1" -> "2"'
+
+
+def test_each_distillation_stage_runs_at_its_preset_t_conv():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    for preset in quickstart.PRESETS.values():
+        stages = {stage.name: stage for stage in quickstart.build_stages(preset, "/tmp/run", assets)}
+        for name, t_conv in preset["t_conv"].items():
+            assert stages[name].flags["--t_conv"] == t_conv, name
+        assert preset["t_conv"]["pred_kd"] in preset["eval_t_conv"]
+        for t_conv in preset["eval_t_conv"]:
+            assert stages[f"eval_t{t_conv}"].flags["--t_conv"] == t_conv
+    default = quickstart.PRESETS["default"]["t_conv"]
+    assert (default["general_kd"], default["task_ikd"], default["pred_kd"]) == (8, 8, 32)
