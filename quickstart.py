@@ -116,8 +116,8 @@ def build_stages(preset, run_dir, assets):
     teacher, movie, student_config = assets["teacher"], folder("data/movie"), STUDENT_CONFIG_DIR
     shared = {"--max_seq_length": preset["max_seq_length"], "--do_lower_case": True, "--seed": SEED}
 
-    def spiking(stage):
-        return {"--t_conv": preset["t_conv"][stage], "--vth": preset["vth"]}
+    def spiking(t_conv):
+        return {"--t_conv": t_conv, "--vth": preset["vth"]}
 
     stages = [
         Stage("data", folder("data"), job=write_data_slices,
@@ -135,19 +135,20 @@ def build_stages(preset, run_dir, assets):
         Stage("general_kd", folder("general_kd"), "spiking_bert_general_distill.py", {
             "--pregenerated_data": folder("corpus"), "--teacher_model": teacher,
             "--spiking_student_model": student_config, "--output_dir": folder("general_kd"),
-            **spiking("general_kd"),
+            **spiking(preset["t_conv"]["general_kd"]),
             **{f"--{k}": v for k, v in preset["general_kd"].items()}, **shared,
             "--max_seq_length": preset["corpus"]["max_seq_len"], "--keep_checkpoints": 1},
             inputs=("corpus",)),
         Stage("task_ikd", folder("task_ikd"), "spiking_bert_task_distill.py", {
             "--teacher_model": folder("teacher"), "--spiking_student_model": folder("general_kd"),
-            "--data_dir": movie, "--task_name": TASK, "--output_dir": folder("task_ikd"), **spiking("task_ikd"),
+            "--data_dir": movie, "--task_name": TASK, "--output_dir": folder("task_ikd"),
+            **spiking(preset["t_conv"]["task_ikd"]),
             **{f"--{k}": v for k, v in preset["task_ikd"].items()}, **shared, "--keep_checkpoints": 1},
             inputs=("teacher", "general_kd")),
         Stage("pred_kd", folder("pred_kd"), "spiking_bert_task_distill.py", {
             "--pred_distill": True, "--teacher_model": folder("teacher"),
             "--spiking_student_model": folder("task_ikd"), "--data_dir": movie, "--task_name": TASK,
-            "--output_dir": folder("pred_kd"), **spiking("pred_kd"),
+            "--output_dir": folder("pred_kd"), **spiking(preset["t_conv"]["pred_kd"]),
             **{f"--{k}": v for k, v in preset["pred_kd"].items()},
             "--eval_batch_size": preset["eval_batch_size"], **shared, "--keep_checkpoints": 1},
             inputs=("task_ikd",)),
@@ -156,7 +157,7 @@ def build_stages(preset, run_dir, assets):
         name = f"eval_t{t_conv}"
         stages.append(Stage(name, folder(name), "spiking_bert_task_distill.py", {
             "--do_eval": True, "--spiking_student_model": folder("pred_kd"), "--data_dir": movie,
-            "--task_name": TASK, "--output_dir": folder(name), "--t_conv": t_conv, "--vth": preset["vth"],
+            "--task_name": TASK, "--output_dir": folder(name), **spiking(t_conv),
             "--eval_batch_size": preset["eval_batch_size"], "--max_seq_length": preset["max_seq_length"],
             "--do_lower_case": True}, inputs=("pred_kd",)))
     return stages
