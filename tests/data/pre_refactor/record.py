@@ -1,13 +1,20 @@
-"""Record outputs and gradients of fixed seeded spiking students with the pre-refactor code (commit 680f582)."""
+"""Record outputs and gradients of fixed seeded spiking students with the pre-refactor code.
+
+    git worktree add /tmp/old680 680f582 && python tests/data/pre_refactor/record.py /tmp/old680
+
+(in a copy of this folder without the model folders: they are not overwritten).
+tests/test_refactor_pins.py compares the current code against expected.safetensors and
+loads the model folders written here.
+"""
 import os, sys, json
 import torch
 from safetensors.torch import save_file
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, sys.argv[1])  # a checkout of commit 680f582
 from models import SpikingBertForGeneralKD, SpikingBertForSequenceClassification
 from transformer.modeling import BertConfig
 
 torch.set_num_threads(1)
-OUT = "/work/main/tests/data/pre_refactor"
+OUT = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(OUT, exist_ok=True)
 
 def config(**over):
@@ -34,7 +41,7 @@ def loss_of(logits, scores, reps):
 tensors = {}
 ids, segments, mask = batch()
 tensors["input_ids"], tensors["token_type_ids"], tensors["attention_mask"] = ids, segments, mask
-for name, over in [("classifier", {}), ("leaky_feedback", dict(leaky=0.9, feedback=True))]:
+for name, over in [("classifier", {}), ("leaky_feedback", dict(leaky=0.9, feedback=True)), ("feedback", dict(feedback=True))]:
     torch.manual_seed(0)
     model = SpikingBertForSequenceClassification(config(**over), num_labels=3)
     if over.get("feedback"):
