@@ -12,6 +12,7 @@ import sys
 
 from distill.cli import add_shared_args
 from distill.general import GeneralDistillation
+from distill.script import run_script
 
 
 def build_parser():
@@ -25,12 +26,7 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        run = GeneralDistillation(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        raise SystemExit(f"error: {e}") from None
-    run.run()
+    run_script(GeneralDistillation, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

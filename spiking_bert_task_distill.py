@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from distill.cli import add_shared_args
+from distill.script import run_script
 from distill.task import TaskDistillation
 
 
@@ -39,12 +40,7 @@ def print_results(results):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        run = TaskDistillation(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        raise SystemExit(f"error: {e}") from None
-    results = run.run()
+    results = run_script(TaskDistillation, build_parser().parse_args(argv))
     if results:
         print_results(results)
     return results

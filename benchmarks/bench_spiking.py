@@ -21,6 +21,7 @@ Example: python benchmarks/bench_spiking.py --quick
          python benchmarks/bench_spiking.py --sizes 256 768 --t_conv 25 125
 """
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import statistics
@@ -32,22 +33,18 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distill.devices import keep_freed_cpu_memory  # noqa: E402
-from models import SpikingBertForGeneralKD  # noqa: E402
-from modules.snn_modules import chunk_steps, step_bytes  # noqa: E402
-from transformer.modeling import BertConfig, BertModel, embed_inputs  # noqa: E402
+from models import SpikingBertConfig, SpikingBertForGeneralKD  # noqa: E402
+from modules.simulation import chunk_steps, step_bytes  # noqa: E402
+from transformer.modeling import BertModel, embed_inputs  # noqa: E402
 
 SIZES = {256: (256, 4, 1024), 768: (768, 12, 3072)}
 
 
 def build_config(size, layers, t_conv, args):
     hidden, heads, intermediate = SIZES[size]
-    config = BertConfig(hidden_size=hidden, num_attention_heads=heads, intermediate_size=intermediate,
-                        num_hidden_layers=layers, t_conv=t_conv, vth=1.0, fit_size=hidden)
-    if args.chunk_steps:
-        config.sim_chunk_steps = args.chunk_steps
-    if args.chunk_budget_mb is not None:
-        config.sim_chunk_budget_mb = args.chunk_budget_mb
-    return config
+    return SpikingBertConfig(hidden_size=hidden, num_attention_heads=heads, intermediate_size=intermediate,
+                             num_hidden_layers=layers, t_conv=t_conv, vth=1.0, fit_size=hidden,
+                             sim_chunk_steps=args.chunk_steps, sim_chunk_budget_mb=args.chunk_budget_mb)
 
 
 def make_batch(config, args, device):
@@ -62,8 +59,8 @@ def sync(device):
 
 
 def bert_loss(bert, batch):
-    hidden_states, scores, _ = bert(*batch)
-    return sum(h.pow(2).mean() for h in hidden_states) + sum(s.mean() for s in scores)
+    outputs = bert(*batch)
+    return sum(h.pow(2).mean() for h in outputs.hidden_states) + sum(s.mean() for s in outputs.attention_scores)
 
 
 def spiking_loss(student, batch, device, clock):
@@ -74,7 +71,8 @@ def spiking_loss(student, batch, device, clock):
     sync(device)
     clock.append(time.perf_counter())
     outputs, scores = bert.straight_through(embedding_current, additive, rates)
-    loss = sum(r.pow(2).mean() for r in student.fit_representations(outputs)) + sum(s.mean() for s in scores)
+    representations = [student.fit_dense(r) for r in [outputs.embedding] + outputs.layer_outputs()]
+    loss = sum(r.pow(2).mean() for r in representations) + sum(s.mean() for s in scores)
     sync(device)
     clock.append(time.perf_counter())
     return loss
@@ -105,13 +103,14 @@ def bert_training_step(bert, batch):
 
 def warm_up(bert, student, batch, device):
     """First calls allocate and pick kernels; run them with one time step."""
-    t_conv, student.config.t_conv = student.config.t_conv, 1
+    spiking = student.config.spiking
+    student.config.spiking = dataclasses.replace(spiking, t_conv=1)
     with torch.no_grad():
         bert.eval()(*batch)
         student.eval()(*batch)
     bert_training_step(bert.train(), batch)
     spiking_training_step(student.train(), batch, device)
-    student.config.t_conv = t_conv
+    student.config.spiking = spiking
 
 
 def measure_times(size, t_conv, args, device):

@@ -1,6 +1,8 @@
 """Command-line flags shared by the training scripts."""
 import argparse
 
+from distill.devices import CPU_ALLOCATORS
+
 
 def add_shared_args(parser, learning_rate, eval_step):
     """Flags both distillation scripts accept, with the same meaning."""
@@ -12,8 +14,7 @@ def add_shared_args(parser, learning_rate, eval_step):
                              "(pregenerated data is already tokenized)")
     parser.add_argument("--max_seq_length", type=int, default=128,
                         help="longest input in tokens; batches are padded only to their longest member")
-    parser.add_argument("--t_conv", type=int, default=None, help="time steps (default: the student config's)")
-    parser.add_argument("--vth", type=float, default=None, help="spiking threshold (default: the student config's)")
+    add_spiking_args(parser)
     parser.add_argument("--train_batch_size", type=int, default=32,
                         help="examples per optimisation step, summed over accumulation steps and processes")
     parser.add_argument("--learning_rate", type=float, default=learning_rate)
@@ -25,6 +26,23 @@ def add_shared_args(parser, learning_rate, eval_step):
     add_run_args(parser, keep_checkpoints=2)
 
 
+def add_spiking_args(parser):
+    """Flags that override the student config's spiking settings (models/config.py SpikingConfig)."""
+    parser.add_argument("--t_conv", type=int, default=None, help="time steps (default: the student config's)")
+    parser.add_argument("--vth", type=float, default=None, help="spiking threshold (default: the student config's)")
+    parser.add_argument("--fresh_student", action="store_true",
+                        help="start from the student config's random initialisation even if its folder has weights")
+
+
+# Spiking flags and the SpikingConfig settings they override.
+SPIKING_FLAGS = ("t_conv", "vth")
+
+
+def spiking_overrides(args):
+    """The spiking settings given on the command line (setting -> value); the one place flags meet the config."""
+    return {name: getattr(args, name) for name in SPIKING_FLAGS if getattr(args, name, None) is not None}
+
+
 def add_run_args(parser, keep_checkpoints):
     """Flags of every training script: logging, seed, devices, resume and output-folder rules."""
     parser.add_argument("--logging_steps", type=int, default=50,
@@ -32,6 +50,9 @@ def add_run_args(parser, keep_checkpoints):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no_cuda", action="store_true", help="train on the CPU even when a GPU is visible")
     parser.add_argument("--bf16", action="store_true", help="run forward passes under bfloat16 autocast")
+    parser.add_argument("--cpu_allocator", choices=CPU_ALLOCATORS, default="keep_freed",
+                        help="on CPU: keep_freed = glibc keeps freed memory for reuse (faster, keeps the peak "
+                             "resident memory), glibc = its default")
     parser.add_argument("--continue_train", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="resume from the latest checkpoint in --output_dir, or from CHECKPOINT")
     parser.add_argument("--overwrite", action="store_true", help="empty an existing non-empty --output_dir first")

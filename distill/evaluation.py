@@ -1,9 +1,9 @@
-"""Dev-set evaluation of a spiking student: metrics, loss, predictions and spike rates.
+"""Dev-set evaluation of a student or a teacher: metrics, loss, predictions, spike rates; result files.
 
 Batches are padded only to their longest member (glue.pad_batch). Padded positions are
 masked out of attention (-10000 before softmax) and the logits come from the [CLS]
-position, so predictions do not depend on the padding; the spike rates are averaged
-over real tokens only by the model.
+position, so predictions do not depend on the padding; spike rates are averaged over
+real tokens only.
 """
 import logging
 import os
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from distill.devices import unwrap
 from glue import compute_metrics, pad_batch
+from models.spiking_bert import SpikingBertPreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -33,47 +34,62 @@ class EvalResult:
     eval_loss: float
     predictions: np.ndarray
     labels: np.ndarray
-    rates: dict
     num_examples: int
+    # Spiking students: mean rate of every population over the set (name -> rate, plus
+    # "mean_over_populations"), and per example its real length and each population's spikes.
+    rates: dict = None
+    lengths: np.ndarray = None
+    population_spikes: np.ndarray = None
+
+
+def example_loss_sum(logits, labels, output_mode):
+    """Summed per-example loss: squared error (regression) or cross-entropy."""
+    if output_mode == "regression":
+        return F.mse_loss(logits.view(-1), labels.view(-1), reduction="sum").item()
+    return F.cross_entropy(logits, labels, reduction="sum").item()
 
 
 @torch.no_grad()
 def evaluate(model, features, set_name, output_mode, batch_size, devices):
     """Run ``model`` (eval mode) over ``features`` in order; return an EvalResult."""
     model.eval()
-    logits_all, labels_all, rate_sum, loss_sum = [], [], None, 0.0
+    spiking = isinstance(unwrap(model), SpikingBertPreTrainedModel)
+    logits_all, labels_all, lengths_all, rates_all, spikes_all, loss_sum = [], [], [], [], [], 0.0
     for start in range(0, len(features), batch_size):
-        input_ids, input_mask, segment_ids, labels, _ = pad_batch(features[start:start + batch_size])
-        input_ids, input_mask, segment_ids = (t.to(devices.device) for t in (input_ids, input_mask, segment_ids))
+        input_ids, input_mask, segment_ids, labels, lengths = pad_batch(features[start:start + batch_size])
+        inputs = [t.to(devices.device) for t in (input_ids, segment_ids, input_mask)]
         with devices.autocast():
-            logits, _, _, rates = model(input_ids, segment_ids, input_mask, output_rates=True)
-        logits, rates = logits.float().cpu(), rates.float().cpu()
-        if output_mode == "regression":
-            loss_sum += F.mse_loss(logits.view(-1), labels.view(-1), reduction="sum").item()
-        else:
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        rate_sum = rates.sum(dim=0) if rate_sum is None else rate_sum + rates.sum(dim=0)
+            outputs = model(*inputs, output_rates=True) if spiking else model(*inputs)
+        logits = outputs.logits.float().cpu()
+        loss_sum += example_loss_sum(logits, labels, output_mode)
         logits_all.append(logits)
         labels_all.append(labels)
+        lengths_all.append(lengths)
+        if spiking:
+            rates_all.append(outputs.population_rates.float().cpu())
+            spikes_all.append(outputs.population_spikes.cpu())
     logits, labels = torch.cat(logits_all), torch.cat(labels_all).numpy()
     predictions = logits[:, 0].numpy() if output_mode == "regression" else logits.argmax(dim=1).numpy()
-    count = len(features)
-    names = unwrap(model).population_names()
-    mean_rates = (rate_sum / count).tolist()
-    rates = dict(zip(names, mean_rates))
-    rates["mean_over_populations"] = float(np.mean(mean_rates))
-    return EvalResult(set_name, compute_metrics(set_name, predictions, labels), loss_sum / count, predictions,
-                      labels, rates, count)
+    result = EvalResult(set_name, compute_metrics(set_name, predictions, labels), loss_sum / len(features),
+                        predictions, labels, len(features))
+    if spiking:
+        mean_rates = (torch.cat(rates_all).sum(dim=0) / len(features)).tolist()
+        result.rates = dict(zip(unwrap(model).population_names(), mean_rates))
+        result.rates["mean_over_populations"] = float(np.mean(mean_rates))
+        result.lengths = torch.cat(lengths_all).numpy()
+        result.population_spikes = torch.cat(spikes_all).numpy()
+    return result
 
 
-def results_lines(results, t_conv, vth):
-    """``key = value`` lines; keys are prefixed by the dev set (``mnli.acc``, ``mnli-mm.acc``)."""
-    lines = [f"t_conv = {t_conv}", f"vth = {vth}"]
+def results_lines(results, header):
+    """``key = value`` lines: ``header`` items first (e.g. t_conv, vth, step), then per dev set its metrics,
+    eval loss, size and spike rates, keys prefixed by the set (``mnli.acc``, ``mnli-mm.acc``)."""
+    lines = [f"{key} = {value}" for key, value in header.items()]
     for result in results:
         prefix = result.set_name
         lines += [f"{prefix}.{name} = {value}" for name, value in result.metrics.items()]
         lines += [f"{prefix}.eval_loss = {result.eval_loss}", f"{prefix}.num_examples = {result.num_examples}"]
-        lines += [f"{prefix}.rate.{name} = {value}" for name, value in result.rates.items()]
+        lines += [f"{prefix}.rate.{name} = {value}" for name, value in (result.rates or {}).items()]
     return lines
 
 
@@ -86,9 +102,9 @@ def check_eval_outputs(output_dir, set_names, overwrite):
             raise ValueError(f"{os.path.join(output_dir, name)} exists; pass --overwrite to replace it")
 
 
-def write_eval_files(output_dir, results, label_list, output_mode, t_conv, vth):
+def write_eval_files(output_dir, results, label_list, output_mode, header):
     """eval_results.txt and one predictions TSV per dev set (index, prediction, label), each atomic."""
-    _write_atomic(output_dir, RESULTS_NAME, "\n".join(results_lines(results, t_conv, vth)) + "\n")
+    write_text_atomic(os.path.join(output_dir, RESULTS_NAME), "\n".join(results_lines(results, header)) + "\n")
     for result in results:
         rows = ["index\tprediction\tlabel"]
         for index, (prediction, label) in enumerate(zip(result.predictions, result.labels)):
@@ -96,15 +112,17 @@ def write_eval_files(output_dir, results, label_list, output_mode, t_conv, vth):
                 rows.append(f"{index}\t{float(prediction)!r}\t{float(label)!r}")
             else:
                 rows.append(f"{index}\t{label_list[int(prediction)]}\t{label_list[int(label)]}")
-        _write_atomic(output_dir, predictions_name(result.set_name), "\n".join(rows) + "\n")
+        write_text_atomic(os.path.join(output_dir, predictions_name(result.set_name)), "\n".join(rows) + "\n")
 
 
-def _write_atomic(directory, name, text):
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=directory)
+def write_text_atomic(path, text):
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=directory or ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, os.path.join(directory, name))
+        os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise

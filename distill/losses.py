@@ -1,4 +1,10 @@
-"""Knowledge-distillation losses and the teacher-to-student layer map (SPEC section 2)."""
+"""Knowledge-distillation losses and the teacher-to-student layer map.
+
+Layer map: the teacher has M layers, the student N, M divisible by N, k = M / N; student
+hidden state j (0 = embeddings) pairs with teacher hidden state j k, student attention
+layer j (1-based) with teacher layer j k. Internal-layer loss = sum of the attention-score
+MSEs + sum of the hidden-state MSEs; prediction loss = soft cross-entropy at a temperature.
+"""
 import torch
 import torch.nn.functional as F
 
@@ -43,19 +49,22 @@ def hidden_mse(student_rep, teacher_hidden):
     return F.mse_loss(student_rep.float(), teacher_hidden.float())
 
 
-def internal_layer_loss(student_attentions, student_reps, teacher_attentions, teacher_hiddens):
-    """Sum of the mapped attention MSEs plus the sum of the mapped hidden-state MSEs.
+def internal_layer_loss(student, teacher):
+    """Internal-layer KD between two model outputs (SpikingBertOutput / BertModelOutput).
 
-    Returns (total, attention_loss, hidden_loss). Every MSE is a mean over all elements of
-    the batch's [B, A, L, L] or [B, L, H] tensors, padded positions included (only masked
+    The sum of the mapped attention MSEs plus the sum of the mapped hidden-state MSEs;
+    returns {"loss", "att_loss", "rep_loss"}. Every MSE is a mean over all elements of the
+    batch's [B, A, L, L] or [B, L, H] tensors, padded positions included (only masked
     attention entries are zeroed), as in the reference.
     """
+    student_attentions, teacher_attentions = student.attention_scores, teacher.attention_scores
+    student_hiddens, teacher_hiddens = student.hidden_states, teacher.hidden_states
     hidden_pairs, attention_pairs = layer_map(len(teacher_attentions), len(student_attentions))
-    if len(student_reps) != len(student_attentions) + 1 or len(teacher_hiddens) != len(teacher_attentions) + 1:
+    if len(student_hiddens) != len(student_attentions) + 1 or len(teacher_hiddens) != len(teacher_attentions) + 1:
         raise ValueError("expected one more hidden state than attention layers for both models")
     attention_loss = sum(attention_mse(student_attentions[s], teacher_attentions[t]) for s, t in attention_pairs)
-    hidden_loss = sum(hidden_mse(student_reps[s], teacher_hiddens[t]) for s, t in hidden_pairs)
-    return attention_loss + hidden_loss, attention_loss, hidden_loss
+    hidden_loss = sum(hidden_mse(student_hiddens[s], teacher_hiddens[t]) for s, t in hidden_pairs)
+    return {"loss": attention_loss + hidden_loss, "att_loss": attention_loss, "rep_loss": hidden_loss}
 
 
 def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0):

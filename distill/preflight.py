@@ -1,11 +1,24 @@
 """Checks of the input models and flags, shared by both scripts and done before anything is written."""
-import copy
 import filecmp
 import os
 
-from models.pretrained import validate_config
+from models.pretrained import student_config
 from transformer.checkpoint import VOCAB_NAME, weights_file
+from transformer.file_utils import DownloadError, model_dir
 from transformer.modeling import BertConfig
+
+
+def fetch_model_args(args, names):
+    """Replace each model-folder flag given as an http(s):// or s3:// URL (of a folder or an archive) by
+    the local folder it was fetched into (transformer.file_utils.model_dir, cached)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        try:
+            setattr(args, name, model_dir(value))
+        except DownloadError as e:
+            raise ValueError(f"--{name} {value}: {e}") from None
 
 
 def read_model_config(model_dir, flag):
@@ -31,14 +44,11 @@ def check_same_vocab(teacher_dir, student_dir):
         raise ValueError(f"vocab mismatch: {student_vocab} differs from the teacher's {teacher_vocab}")
 
 
-def spiking_overrides(student_config, t_conv, vth, student_dir):
-    """Config overrides from --t_conv/--vth, after checking the student config they produce."""
-    overrides = {key: value for key, value in (("t_conv", t_conv), ("vth", vth)) if value is not None}
-    checked = copy.deepcopy(student_config)
-    for key, value in overrides.items():
-        setattr(checked, key, value)
-    validate_config(checked, source=f"--spiking_student_model {student_dir}")
-    return overrides
+def read_student_config(model_dir, flags, flag="--spiking_student_model"):
+    """The student's SpikingBertConfig with the command line's spiking ``flags`` applied, checked."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{flag} {model_dir}: no such folder")
+    return student_config(model_dir, flags)
 
 
 def fit_size_override(student_config, teacher_config):

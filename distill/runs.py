@@ -2,6 +2,7 @@
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 
@@ -33,12 +34,37 @@ def check_output_dir(output_dir, overwrite=False, continue_train=False, inputs=(
                          "pass --overwrite to replace it or --continue_train to resume")
 
 
-def prepare_output_dir(output_dir, overwrite=False, continue_train=False):
-    """Create the folder; with --overwrite (and without --continue_train) empty it first."""
-    if overwrite and not continue_train and os.path.isdir(output_dir) and os.listdir(output_dir):
-        logger.warning("--overwrite: removing the contents of %s", output_dir)
-        shutil.rmtree(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
+# What a run writes that is worth keeping even when it fails later.
+VALUABLE = re.compile(r"^(checkpoint-step\d+|model\.safetensors|eval_results\.txt|.*_dev_predictions\.tsv)$")
+
+
+@contextlib.contextmanager
+def claimed_output_dir(output_dir, overwrite=False, continue_train=False, is_main=True):
+    """Create ``output_dir`` (emptied first with --overwrite and without --continue_train) for the block.
+
+    A block that fails before anything in VALUABLE is in the folder leaves it as it was found:
+    a folder that did not exist is removed again, one that was empty is emptied again, so
+    the corrected command just works.
+    """
+    existed = os.path.isdir(output_dir)
+    was_empty = not existed or not os.listdir(output_dir)
+    if is_main:
+        if overwrite and not continue_train and existed and not was_empty:
+            logger.warning("--overwrite: removing the contents of %s", output_dir)
+            shutil.rmtree(output_dir)
+        os.makedirs(output_dir, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if is_main and (was_empty or overwrite and not continue_train) and os.path.isdir(output_dir) \
+                and not any(VALUABLE.match(name) for name in os.listdir(output_dir)):
+            if existed:
+                for name in os.listdir(output_dir):
+                    path = os.path.join(output_dir, name)
+                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            else:
+                shutil.rmtree(output_dir)
+        raise
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -28,9 +28,36 @@ from transformer.optimization import BertAdam, grouped_parameters
 
 logger = logging.getLogger(__name__)
 
-# Run settings a resumed run must share with the run that wrote the checkpoint: they fix
-# the data order and the meaning of the stored data position.
+# Settings a resumed run must share with the run that wrote the checkpoint: they fix the data
+# order and the meaning of the stored data position.
 RESUME_KEYS = ("train_batch_size", "gradient_accumulation_steps", "seed", "num_train_epochs", "world_size")
+
+
+@dataclass
+class LoopSettings:
+    """How TrainingLoop runs: batches, seed, when to log, checkpoint and stop, where to write."""
+    output_dir: str
+    train_batch_size: int
+    gradient_accumulation_steps: int
+    num_train_epochs: int
+    seed: int
+    eval_step: int
+    logging_steps: int = 50
+    keep_checkpoints: int = 2
+    continue_train: object = False  # False, True (the newest checkpoint) or a checkpoint path
+    max_steps: int = None  # testing aid: stop with a resumable checkpoint after this many steps
+
+    @classmethod
+    def from_args(cls, args, **overrides):
+        """The settings of a script's parsed flags (same names); ``overrides`` replace some."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        return cls(**{**values, **overrides})
+
+    def resume_settings(self):
+        """The settings in RESUME_KEYS of this run (world size from torchrun's environment)."""
+        settings = {key: getattr(self, key) for key in RESUME_KEYS if key != "world_size"}
+        settings["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+        return settings
 
 
 def set_seed(seed):
@@ -98,25 +125,18 @@ def build_optimizer(model, learning_rate, warmup_proportion, total_steps, schedu
                     schedule=schedule)
 
 
-def initial_state(args, optimizer, resume_from, saved_state, rank):
+def initial_state(settings, optimizer, resume_from, saved_state, rank):
     """(TrainState, RNG state to restore or None): fresh, or taken from a checkpoint's training state."""
-    run = run_settings(args)
+    run = settings.resume_settings()
     if saved_state is None:
-        if args.continue_train:
-            logger.warning("--continue_train: no checkpoint in %s; training from the start", args.output_dir)
+        if settings.continue_train:
+            logger.warning("--continue_train: no checkpoint in %s; training from the start", settings.output_dir)
         return TrainState(run=run), None
     optimizer.load_state_dict(saved_state["optimizer"])
     state = TrainState.from_saved(saved_state, run)
     logger.info("resuming from %s at step %d (epoch %d, %d steps into it)", resume_from, state.global_step,
                 state.epoch, state.steps_done_in_epoch)
     return state, saved_state["rng"][rank]
-
-
-def run_settings(args):
-    """The settings in RESUME_KEYS of this run (world size from torchrun's environment)."""
-    settings = {key: getattr(args, key) for key in RESUME_KEYS if key != "world_size"}
-    settings["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
-    return settings
 
 
 def check_resume_settings(saved_run, current_run, checkpoint):
@@ -136,7 +156,7 @@ class TrainingLoop:
     evaluate, publish the student and update ``state.best_metric``.
     """
 
-    def __init__(self, *, model, bare_model, optimizer, devices, epochs, loss_fn, on_checkpoint, args,
+    def __init__(self, *, model, bare_model, optimizer, devices, epochs, loss_fn, on_checkpoint, settings,
                  vocab_file, state, resumed_rng=None):
         self.model = model
         self.bare_model = bare_model
@@ -145,18 +165,18 @@ class TrainingLoop:
         self.epochs = epochs
         self.loss_fn = loss_fn
         self.on_checkpoint = on_checkpoint
-        self.output_dir = args.output_dir
+        self.output_dir = settings.output_dir
         self.vocab_file = vocab_file
         self.state = state
-        self.batch_size = args.train_batch_size
-        self.accumulation = args.gradient_accumulation_steps
-        self.seed = args.seed
-        self.eval_step = args.eval_step
-        self.logging_steps = args.logging_steps
-        self.max_steps = args.max_steps
-        self.keep_checkpoints = args.keep_checkpoints
+        self.batch_size = settings.train_batch_size
+        self.accumulation = settings.gradient_accumulation_steps
+        self.seed = settings.seed
+        self.eval_step = settings.eval_step
+        self.logging_steps = settings.logging_steps
+        self.max_steps = settings.max_steps
+        self.keep_checkpoints = settings.keep_checkpoints
         # A run resumed from an older checkpoint may replace the newer ones it recomputes.
-        self.overwrite_checkpoints = bool(args.continue_train)
+        self.overwrite_checkpoints = bool(settings.continue_train)
         self.resumed_rng = resumed_rng
         self.last_saved_step = state.global_step if resumed_rng is not None else None
         self.logged_sums = {}

@@ -8,13 +8,13 @@ symlink is refused. MRPC is assembled from the MSR paraphrase corpus files and G
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import zipfile
 
 import requests
 
 from transformer.checkpoint import atomic_directory
+from transformer.file_utils import extract_archive
 
 logger = logging.getLogger(__name__)
 
@@ -95,25 +95,6 @@ def fetch(url, path, timeout=60):
             os.remove(tmp)
 
 
-def safe_extract(archive, target):
-    """Extract a zip into ``target``, refusing members that escape it and symlinks."""
-    root = os.path.realpath(target)
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.infolist():
-            name = member.filename
-            if stat.S_ISLNK(member.external_attr >> 16):
-                raise DownloadError(f"archive member {name!r} is a symlink; refused")
-            dest = os.path.realpath(os.path.join(root, name))
-            if os.path.isabs(name) or "\\" in name or os.path.commonpath([root, dest]) != root:
-                raise DownloadError(f"archive member {name!r} escapes the target folder; refused")
-            if member.is_dir():
-                os.makedirs(dest, exist_ok=True)
-                continue
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with zf.open(member) as src, open(dest, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-
-
 def find_task_root(extracted, required):
     """The folder inside an extracted archive that holds the task files (top level or one folder down)."""
     candidates = [extracted] + sorted(os.path.join(extracted, d) for d in os.listdir(extracted)
@@ -185,7 +166,7 @@ def download_task(task, data_dir, urls, path_to_mrpc=None):
             fetch(url, archive)
             extracted = os.path.join(work, "extracted")
             os.makedirs(extracted)
-            safe_extract(archive, extracted)
+            extract_archive(archive, extracted, url)
             os.rename(find_task_root(extracted, REQUIRED_FILES[task]), target)
         else:
             with atomic_directory(target) as tmp:

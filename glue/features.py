@@ -79,3 +79,24 @@ def pad_batch(features):
     return (column("input_ids"), column("input_mask"), column("segment_ids"),
             torch.tensor([f.label_id for f in features], dtype=label_dtype),
             torch.tensor([f.seq_length for f in features], dtype=torch.long))
+
+
+class TaskFeatures:
+    """Unpadded training features as a training-loop data source; one object serves every epoch."""
+
+    def __init__(self, features):
+        self.features = features
+        self.num_examples = len(features)
+
+    def load(self):
+        return self
+
+    def __len__(self):
+        return self.num_examples
+
+    def batch(self, indices):
+        """(input_ids, input_mask, segment_ids, label_ids), padded to the longest member."""
+        return pad_batch([self.features[i] for i in indices])[:4]
+
+    def close(self):
+        pass

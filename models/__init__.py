@@ -1,5 +1,7 @@
-"""Spiking BERT students."""
-from models.snn_ide_bert import SpikingBertForGeneralKD
-from models.snn_ide_bert_classi import SpikingBertForSequenceClassification
+"""Spiking BERT students (models/spiking_bert.py) and their configuration (models/config.py)."""
+from models.config import SpikingBertConfig, SpikingConfig
+from models.spiking_bert import (SpikingBertForGeneralKD, SpikingBertForSequenceClassification, SpikingBertModel,
+                                 SpikingBertOutput)
 
-__all__ = ["SpikingBertForGeneralKD", "SpikingBertForSequenceClassification"]
+__all__ = ["SpikingBertConfig", "SpikingConfig", "SpikingBertForGeneralKD", "SpikingBertForSequenceClassification",
+           "SpikingBertModel", "SpikingBertOutput"]

@@ -1,1 +1,1 @@
-"""Spiking BERT building blocks, neuron simulation and the implicit-differentiation training path."""
+"""Building blocks of the spiking student: neurons, encoder layers, the simulation, the Broyden solver."""

@@ -1,34 +1,52 @@
-"""BERT's building blocks fed with spikes (SPEC 1.1).
+"""One spiking BERT encoder layer: BERT's blocks feeding six named neuron populations.
 
-Every block maps the outputs of earlier neuron populations to the input current of
-one population. The same code serves the spiking simulation (inputs are binary
-spike trains, time steps folded into the batch) and the equilibrium surrogate
-(inputs are rates in [0, 1]). The blocks are the teacher's (transformer/modeling.py)
-except the split self-attention, so parameter names are Hugging Face's and a BERT
-state dict of the same size maps onto the student name for name.
+Each block maps the outputs of earlier populations to the input current of one
+population. The same code serves the simulation (inputs are binary spike trains, time
+steps folded into the batch) and the surrogate (inputs are rates in [0, 1]): the caller
+says what a population does with its current. The blocks are the teacher's
+(transformer/modeling.py) except the split self-attention, so parameter names are
+Hugging Face's and a BERT state dict of the same size maps onto the student name for name.
 """
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modules.neurons import make_neuron
 from transformer.modeling import BertIntermediate, BertOutput, BertSelfAttention, BertSelfOutput
 
-POPULATIONS = ("key", "value", "attention", "self_output", "intermediate", "output")
+
+class LayerPopulations(NamedTuple):
+    """One value per population of an encoder layer, in the order they fire within a step.
+
+    key, value: [B, L, H] driven by the key / value FCs of the layer input;
+    attention: [B, L, H] driven by softmax(Q K^T / sqrt(d) + mask) V with K, V the key and
+    value populations' outputs; self_output: LayerNorm(W attention + b + input);
+    intermediate: [B, L, I] gelu(W self_output + b); output: LayerNorm(W intermediate + b +
+    self_output), the next layer's input.
+    """
+    key: object
+    value: object
+    attention: object
+    self_output: object
+    intermediate: object
+    output: object
 
 
 class StepDropout(nn.Dropout):
-    """Dropout drawn T times per forward by the simulation, so its cost matters.
+    """Dropout whose masks on CPU come from 16-bit draws of a PCG64 stream (an explicit choice).
 
-    On CPU, one torch random number per element (a serial Mersenne twister) and a mask
-    built with boolean ops (which do not vectorise) took a fifth of a training
-    simulation. Here every element takes 16 bits of a PCG64 stream (numpy, about
-    twice as fast per bit) seeded by one draw of torch's generator, so
-    torch.manual_seed and a saved RNG state still fix the masks. An element is
-    dropped when its 16 bits fall below round(p * 2^16): the drop probability is p
-    rounded to a multiple of 2^-16 (0.1 -> 0.100006), and kept values are scaled by
-    the inverse of the rounded keep probability, so the expectation is exactly the
-    input's.
+    The simulation draws dropout masks at every time step, so their cost matters. On CPU,
+    one torch random number per element (a serial Mersenne twister) and a mask built with
+    boolean ops (which do not vectorise) took a fifth of a training simulation. Here every
+    element takes 16 bits of a PCG64 stream (numpy) seeded by one draw of torch's
+    generator, so torch.manual_seed and a saved RNG state still fix the masks. An element
+    is dropped when its 16 bits fall below round(p * 2^16): the drop probability is p
+    rounded to a multiple of 2^-16 (0.1 -> 0.100006), and kept values are scaled by the
+    inverse of the rounded keep probability, so the expectation is exactly the input's.
+    On GPU, and for p that rounds to 0 or 1, it is torch's dropout.
     """
 
     def forward(self, x):
@@ -45,6 +63,9 @@ class StepDropout(nn.Dropout):
         return x * keep.mul_(2 ** 16 / (2 ** 16 - dropped)).to(x.dtype)
 
 
+DROPOUTS = {"pcg64_16bit": StepDropout, "torch": nn.Dropout}
+
+
 class SplitSelfAttention(BertSelfAttention):
     """Self-attention whose keys and values come from their own neuron populations.
 
@@ -52,12 +73,6 @@ class SplitSelfAttention(BertSelfAttention):
     softmax(Q K^T / sqrt(d) + mask) V with Q = W_q x_in + b_q and K, V the outputs
     (spike trains or rates) of the key and value populations.
     """
-
-    def key_current(self, x_in):
-        return self.key(x_in)
-
-    def value_current(self, x_in):
-        return self.value(x_in)
 
     def attention_current(self, x_in, x_key, x_value, mask):
         """(context [N, L, H], pre-softmax masked scores [N, A, L, L])."""
@@ -75,29 +90,30 @@ class SpikingBertAttention(nn.Module):
 
 
 class SpikingBertLayer(nn.Module):
-    """One encoder layer: six populations wired as in SPEC 1.1."""
+    """One encoder layer: BERT's blocks and the six populations of LayerPopulations."""
 
     def __init__(self, config):
         super().__init__()
         self.attention = SpikingBertAttention(config)
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
+        dropout = DROPOUTS[config.spiking.dropout_masks]
         for block in (self.attention.self, self.attention.output, self.output):
-            block.dropout = StepDropout(block.dropout.p)
+            block.dropout = dropout(block.dropout.p)
+        widths = LayerPopulations(*[config.hidden_size] * 4, config.intermediate_size, config.hidden_size)
+        self.neurons = nn.ModuleDict({name: make_neuron(config.spiking, width)
+                                      for name, width in widths._asdict().items()})
 
-    def forward(self, x_in, mask, neurons):
-        """Run the layer's populations in order; returns their six outputs and the scores.
-
-        ``neurons`` holds one callable per population (POPULATIONS order) turning an
-        input current into the population's output: spikes in the simulation,
-        clamped rates in the surrogate.
-        """
-        key, value, attention, self_output, intermediate, output = neurons
-        x_key = key(self.attention.self.key_current(x_in))
-        x_value = value(self.attention.self.value_current(x_in))
-        context, scores = self.attention.self.attention_current(x_in, x_key, x_value, mask)
-        x_att = attention(context)
-        x_so = self_output(self.attention.output(x_att, x_in))
-        x_int = intermediate(self.intermediate(x_so))
-        x_out = output(self.output(x_int, x_so))
-        return [x_key, x_value, x_att, x_so, x_int, x_out], scores
+    def forward(self, x_in, mask, fire):
+        """Run the populations in order: ``fire[name](current)`` is population ``name``'s output
+        (spikes in the simulation, rates in the surrogate). Returns (LayerPopulations of the
+        outputs, the pre-softmax masked scores [N, A, L, L])."""
+        attention = self.attention.self
+        x_key = fire["key"](attention.key(x_in))
+        x_value = fire["value"](attention.value(x_in))
+        context, scores = attention.attention_current(x_in, x_key, x_value, mask)
+        x_att = fire["attention"](context)
+        x_so = fire["self_output"](self.attention.output(x_att, x_in))
+        x_int = fire["intermediate"](self.intermediate(x_so))
+        x_out = fire["output"](self.output(x_int, x_so))
+        return LayerPopulations(x_key, x_value, x_att, x_so, x_int, x_out), scores

@@ -1,9 +1,11 @@
 """cached_path against a local HTTP server and moto's S3."""
 import collections
 import hashlib
+import io
 import multiprocessing
 import os
 import socket
+import tarfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +14,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from transformer.file_utils import DownloadError, cached_path, url_to_filename
+import spiking_bert_general_distill as general
+from distill_fixtures import make_student_config, make_teacher, write_pregenerated
+from transformer.file_utils import DownloadError, cached_path, model_dir, url_to_filename
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -189,3 +193,85 @@ def test_default_cache_dir_from_environment(server, tmp_path, monkeypatch):
     server.files["/a.txt"] = (b"a", '"a"')
     path = cached_path(server.url + "/a.txt")
     assert os.path.dirname(path) == str(tmp_path / "env-cache")
+
+
+# ----------------------------------------------------------------------------
+# model folders from URLs
+
+def model_folder_files(tmp_path):
+    """The files of a tiny teacher folder (config.json, model.safetensors, vocab.txt) as bytes."""
+    folder = make_teacher(str(tmp_path / "source" / "teacher"))
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+
+
+def tar_gz(files, prefix=""):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        for name, body in files.items():
+            info = tarfile.TarInfo(prefix + name)
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def test_model_folder_url_is_fetched_file_by_file(server, tmp_path):
+    files = model_folder_files(tmp_path)
+    assert sorted(files) == ["config.json", "model.safetensors", "vocab.txt"]
+    for name, body in files.items():
+        server.files[f"/teacher/{name}"] = (body, f'"{name}"')
+    local = model_dir(server.url + "/teacher/", cache_dir=str(tmp_path / "cache"))
+    assert {name: open(os.path.join(local, name), "rb").read() for name in os.listdir(local)} == files
+    assert model_dir(server.url + "/teacher", cache_dir=str(tmp_path / "cache")) == local
+    assert server.requests["GET", "/teacher/model.safetensors"] == 1
+    assert server.requests["GET", "/teacher/pytorch_model.bin"] == 0
+
+    del server.files["/teacher/model.safetensors"]
+    with pytest.raises(DownloadError, match="no model.safetensors or pytorch_model.bin in the model folder"):
+        model_dir(server.url + "/teacher", cache_dir=str(tmp_path / "other-cache"))
+    assert model_dir(str(tmp_path / "source" / "teacher")) == str(tmp_path / "source" / "teacher")
+
+
+def test_model_archive_url_is_extracted_once_and_unsafe_archives_are_refused(server, tmp_path):
+    files = model_folder_files(tmp_path)
+    server.files["/teacher.tar.gz"] = (tar_gz(files, prefix="teacher/"), '"a1"')
+    local = model_dir(server.url + "/teacher.tar.gz", cache_dir=str(tmp_path / "cache"))
+    assert os.path.basename(local) == "teacher" and sorted(os.listdir(local)) == sorted(files)
+    assert open(os.path.join(local, "model.safetensors"), "rb").read() == files["model.safetensors"]
+    assert model_dir(server.url + "/teacher.tar.gz", cache_dir=str(tmp_path / "cache")) == local
+
+    server.files["/evil.tar.gz"] = (tar_gz({"config.json": b"{}", "../../evil.txt": b"pwned"}), '"e1"')
+    with pytest.raises(DownloadError, match="escapes the target folder; refused"):
+        model_dir(server.url + "/evil.tar.gz", cache_dir=str(tmp_path / "cache"))
+    assert not (tmp_path / "evil.txt").exists()
+    assert not [name for name in os.listdir(tmp_path / "cache") if name.endswith(".extracted")
+                and "evil" in name]
+
+
+def test_model_folder_in_s3(aws_credentials, tmp_path):
+    files = model_folder_files(tmp_path)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="models")
+        for name, body in files.items():
+            s3.put_object(Bucket="models", Key=f"teacher/{name}", Body=body)
+        local = model_dir("s3://models/teacher", cache_dir=str(tmp_path / "cache"))
+    assert {name: open(os.path.join(local, name), "rb").read() for name in os.listdir(local)} == files
+
+
+def test_general_distillation_takes_its_teacher_from_a_url(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPIKINGBERT_CACHE", str(tmp_path / "cache"))
+    files = model_folder_files(tmp_path)
+    server.files["/teacher.tar.gz"] = (tar_gz(files), '"t1"')
+    out = tmp_path / "out"
+    general.main(["--pregenerated_data", write_pregenerated(str(tmp_path / "data"), epochs=1, examples=4),
+                  "--teacher_model", server.url + "/teacher.tar.gz",
+                  "--spiking_student_model", make_student_config(str(tmp_path / "student")),
+                  "--output_dir", str(out), "--train_batch_size", "2", "--max_seq_length", "32",
+                  "--num_train_epochs", "1"])
+    assert (out / "model.safetensors").is_file()
+    assert (out / "vocab.txt").read_bytes() == files["vocab.txt"]
+    missing = r"--teacher_model http://127.0.0.1:\d+/absent/: .*no config.json in the model folder"
+    with pytest.raises(SystemExit, match=missing):
+        general.main(["--pregenerated_data", str(tmp_path / "data"), "--teacher_model", server.url + "/absent/",
+                      "--spiking_student_model", str(tmp_path / "student"), "--output_dir", str(tmp_path / "o2")])
+    assert not (tmp_path / "o2").exists()

@@ -90,7 +90,7 @@ def test_finetune_saves_a_teacher_with_recomputable_dev_metrics(tiny_bert, tmp_p
                                             tokenizer, "classification")
     with torch.no_grad():
         logits = teacher(torch.tensor([f.input_ids for f in features]), torch.tensor([f.segment_ids for f in features]),
-                         torch.tensor([f.input_mask for f in features]))[0]
+                         torch.tensor([f.input_mask for f in features])).logits
     recomputed = compute_metrics("movie", logits.argmax(dim=1).numpy(), [f.label_id for f in features])
     results = read_results(output_dir)
     assert float(results["movie.acc"]) == pytest.approx(recomputed["acc"])

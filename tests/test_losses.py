@@ -1,4 +1,4 @@
-"""KD losses and the layer map (SPEC 2)."""
+"""KD losses and the layer map."""
 import math
 
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from distill.losses import (attention_mse, check_compatible, internal_layer_loss, layer_map, prediction_loss,
                             soft_cross_entropy, true_label_loss)
-from transformer.modeling import BertConfig
+from transformer.modeling import BertConfig, BertModelOutput
 
 
 def test_layer_map_pairs_every_kth_teacher_layer():
@@ -46,7 +46,8 @@ def test_internal_layer_loss_sums_mapped_mses_with_gradient():
     teacher_atts = [torch.randn(2, 2, 3, 3) for _ in range(4)]
     student_reps = [torch.randn(2, 3, 4, requires_grad=True) for _ in range(3)]
     student_atts = [torch.randn(2, 2, 3, 3, requires_grad=True) for _ in range(2)]
-    total, att, rep = internal_layer_loss(student_atts, student_reps, teacher_atts, teacher_hiddens)
+    losses = internal_layer_loss(BertModelOutput(student_reps, student_atts), BertModelOutput(teacher_hiddens, teacher_atts))
+    total, att, rep = losses["loss"], losses["att_loss"], losses["rep_loss"]
     expected_att = F.mse_loss(student_atts[0], teacher_atts[1]) + F.mse_loss(student_atts[1], teacher_atts[3])
     expected_rep = sum(F.mse_loss(student_reps[j], teacher_hiddens[2 * j]) for j in range(3))
     assert att.item() == pytest.approx(expected_att.item())

@@ -58,7 +58,8 @@ def test_matches_transformers_bert_on_real_checkpoint(teacher_dir, batch):
     assert ours.loading_info["missing_keys"] == [] and ours.loading_info["unexpected_keys"] == []
     reference = transformers.BertModel.from_pretrained(teacher_dir, attn_implementation="eager").eval()
     with torch.no_grad():
-        hidden_states, scores, pooled = ours(input_ids, token_type_ids, attention_mask)
+        out = ours(input_ids, token_type_ids, attention_mask)
+        hidden_states, scores, pooled = out.hidden_states, out.attention_scores, out.pooled_output
         expected = reference(
             input_ids=input_ids,
             token_type_ids=token_type_ids,
@@ -85,7 +86,7 @@ def test_scores_are_masked_pre_softmax(teacher_dir, batch):
     torch.manual_seed(0)
     model = BertModel(config).eval()
     with torch.no_grad():
-        _, (scores,), _ = model(input_ids, token_type_ids, attention_mask)
+        (scores,) = model(input_ids, token_type_ids, attention_mask).attention_scores
         layer = model.encoder.layer[0].attention.self
         embedded = model.embeddings(input_ids, token_type_ids)
         q = layer.split_heads(layer.query(embedded))
@@ -134,7 +135,7 @@ def test_save_and_load_round_trip_is_exact(tmp_path):
         assert torch.equal(tensor, loaded.state_dict()[name]), name
     inputs = tiny_inputs()
     with torch.no_grad():
-        assert torch.equal(model(*inputs)[0], loaded(*inputs)[0])
+        assert torch.equal(model(*inputs).logits, loaded(*inputs).logits)
 
     with pytest.raises(FileExistsError):
         model.save_pretrained(tmp_path / "model")
@@ -169,7 +170,7 @@ def test_loads_prefixed_legacy_checkpoint_and_ignores_pretraining_heads(tmp_path
     assert "bert.unknown.weight" in caplog.text and "cls.predictions" in caplog.text
     inputs = tiny_inputs()
     with torch.no_grad():
-        for a, b in zip(source(*inputs)[0], loaded(*inputs)[0], strict=True):
+        for a, b in zip(source(*inputs).hidden_states, loaded(*inputs).hidden_states, strict=True):
             assert torch.equal(a, b)
 
     # The same plain encoder checkpoint under a classifier: encoder loads, head reported missing.
@@ -185,13 +186,12 @@ def test_classifier_heads_differ_and_are_recorded(tmp_path):
     hf.load_state_dict(tinybert.state_dict())
     inputs = tiny_inputs()
     with torch.no_grad():
-        _, _, hidden_states = tinybert(*inputs)
-        pooled = tinybert.bert(*inputs)[2]
+        pooled = tinybert.bert(*inputs).pooled_output
         weight, bias = tinybert.classifier.weight, tinybert.classifier.bias
-        torch.testing.assert_close(tinybert(*inputs)[0], torch.relu(pooled) @ weight.T + bias)
-        torch.testing.assert_close(hf(*inputs)[0], pooled @ weight.T + bias)
+        torch.testing.assert_close(tinybert(*inputs).logits, torch.relu(pooled) @ weight.T + bias)
+        torch.testing.assert_close(hf(*inputs).logits, pooled @ weight.T + bias)
     assert (pooled < 0).any()  # so relu changes the logits
-    assert not torch.allclose(tinybert(*inputs)[0], hf(*inputs)[0])
+    assert not torch.allclose(tinybert(*inputs).logits, hf(*inputs).logits)
     hf.save_pretrained(tmp_path / "hf")
     assert json.loads((tmp_path / "hf" / CONFIG_NAME).read_text())["classifier_head"] == "hf"
     assert BertForSequenceClassification.from_pretrained(str(tmp_path / "hf")).config.classifier_head == "hf"

@@ -133,7 +133,8 @@ def train_steps(model, optimizer, steps, seed):
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         input_ids = torch.randint(0, 30, (2, 5), generator=generator)
-        hidden_states, _, pooled = model(input_ids)
+        outputs = model(input_ids)
+        hidden_states, pooled = outputs.hidden_states, outputs.pooled_output
         optimizer.zero_grad()
         (hidden_states[-1].pow(2).mean() + pooled.sum()).backward()
         optimizer.step()

@@ -43,11 +43,14 @@ def test_students_of_any_depth_run_save_load_and_reproduce(tmp_path, layers):
     ids, segments, mask = tiny_batch()
 
     model.train()
-    logits, scores, reps, rates = model(ids, segments, mask, output_rates=True)
-    assert logits.shape == (2, 3) and len(scores) == layers and len(reps) == layers + 1
-    assert all(r.shape == (2, 7, 24) for r in reps) and all(s.shape == (2, 2, 7, 7) for s in scores)
-    assert rates.shape == (2, 1 + 6 * layers) and len(model.population_names()) == 1 + 6 * layers
-    (logits.sum() + sum(r.sum() for r in reps) + sum(s.sum() for s in scores)).backward()
+    out = model(ids, segments, mask, output_rates=True)
+    assert out.logits.shape == (2, 3) and len(out.attention_scores) == layers
+    assert len(out.hidden_states) == layers + 1 and len(out.rates.layers) == layers
+    assert all(r.shape == (2, 7, 24) for r in out.hidden_states)
+    assert all(s.shape == (2, 2, 7, 7) for s in out.attention_scores)
+    assert out.population_rates.shape == (2, 1 + 6 * layers) and len(model.population_names()) == 1 + 6 * layers
+    assert out.population_spikes.shape == (2, 1 + 6 * layers)
+    (out.logits.sum() + sum(r.sum() for r in out.hidden_states) + sum(s.sum() for s in out.attention_scores)).backward()
     assert model.bert.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
 
     model.eval()
@@ -58,18 +61,19 @@ def test_students_of_any_depth_run_save_load_and_reproduce(tmp_path, layers):
     assert not loaded.classifier_initialized
     with torch.no_grad():
         got = loaded(ids, segments, mask, output_rates=True)
-    assert torch.equal(got[0], expected[0]) and torch.equal(got[3], expected[3])
-    for a, b in zip(got[1] + got[2], expected[1] + expected[2]):
+    for name in ("logits", "population_rates", "population_spikes"):
+        assert torch.equal(getattr(got, name), getattr(expected, name)), name
+    for a, b in zip(got.attention_scores + got.hidden_states, expected.attention_scores + expected.hidden_states):
         assert torch.equal(a, b)
 
     general = SpikingBertForGeneralKD(tiny_config(layers)).eval()
     with torch.no_grad():
-        scores, reps = general(ids, segments, mask)
+        first = general(ids, segments, mask)
     general.save_pretrained(str(tmp_path / "general"))
     reloaded = SpikingBertForGeneralKD.from_pretrained(str(tmp_path / "general")).eval()
     with torch.no_grad():
-        again_scores, again_reps = reloaded(ids, segments, mask)
-    for a, b in zip(scores + reps, again_scores + again_reps):
+        again = reloaded(ids, segments, mask)
+    for a, b in zip(first.attention_scores + first.hidden_states, again.attention_scores + again.hidden_states):
         assert torch.equal(a, b)
 
 
@@ -79,21 +83,26 @@ def test_rates_output_is_mean_over_real_tokens_and_neurons():
     ids, segments, mask = tiny_batch()
     with torch.no_grad():
         population_rates, _ = model.bert(ids, segments, mask)
-        rates = model(ids, segments, mask, output_rates=True)[3]
+        out = model(ids, segments, mask, output_rates=True)
+    rates, spikes = out.population_rates, out.population_spikes
     names = model.population_names()
     assert names[:3] == ["embedding", "layer1.key", "layer1.value"] and names[-1] == "layer2.output"
     embedding = population_rates.embedding
     torch.testing.assert_close(rates[0, 0], embedding[0, :5].mean())
     torch.testing.assert_close(rates[1, 0], embedding[1].mean())
-    last_output = population_rates.layer_outputs()[-1]
+    last_output = population_rates.layers[-1].output
     torch.testing.assert_close(rates[0, -1], last_output[0, :5].mean())
+    # Spikes: counts (rate x t_conv) summed over real tokens and neurons, exact integers.
+    assert spikes.dtype == torch.float64 and torch.equal(spikes, spikes.round())
+    assert spikes[0, -1].item() == round((last_output[0, :5] * 4).sum().item())
+    assert spikes[1, 0].item() == round((embedding[1] * 4).sum().item())
     logits = model.classifier(torch.relu(last_output[:, 0]))
-    torch.testing.assert_close(model(ids, segments, mask)[0], logits)
+    torch.testing.assert_close(model(ids, segments, mask).logits, logits)
 
 
 def test_regression_student_has_one_output():
     model = SpikingBertForSequenceClassification(tiny_config(), num_labels=1).train()
-    logits = model(*tiny_batch())[0]
+    logits = model(*tiny_batch()).logits
     assert logits.shape == (2, 1)
     logits.sum().backward()
     assert model.classifier.weight.grad is not None
@@ -124,7 +133,8 @@ def test_general_kd_checkpoint_loads_into_classifier_and_head_rules(tmp_path, ca
 def test_overrides_are_used_recorded_and_saved(tmp_path):
     directory = write_config(str(tmp_path / "cfg"), tiny_config())
     model = SpikingBertForGeneralKD.from_pretrained(directory, t_conv=9, vth=0.5, leaky=None, feedback=True)
-    assert (model.config.t_conv, model.config.vth, model.config.leaky) == (9, 0.5, 1.0)
+    spiking = model.config.spiking
+    assert (spiking.t_conv, spiking.vth, spiking.leaky) == (9, 0.5, 1.0)
     assert model.bert.feedback is not None and model.bert.feedback.bias is None
     model.save_pretrained(str(tmp_path / "out"))
     saved = json.load(open(tmp_path / "out" / CONFIG_NAME))
@@ -170,5 +180,5 @@ def test_packaged_student_configs():
     assert minilm.config.num_attention_heads == 12 and 6 % minilm.config.num_hidden_layers == 0
     ids = torch.randint(1, 30522, (1, 5))
     with torch.no_grad():
-        scores, reps = minilm(ids)
+        reps = minilm(ids).hidden_states
     assert len(reps) == minilm.config.num_hidden_layers + 1 and reps[0].shape == (1, 5, 384)

@@ -1,4 +1,5 @@
 """The time-folded, chunked simulation against a plain step-by-step loop; neuron dynamics."""
+import dataclasses
 import math
 
 import pytest
@@ -6,8 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from models import SpikingBertForGeneralKD
+from models.config import SpikingBertConfig
+from modules.neurons import IFNeuron, make_neuron
+from modules.simulation import chunk_steps, step_bytes
 from modules.snn_bert_modules import StepDropout
-from modules.snn_modules import IFNeurons, chunk_steps, step_bytes
 from transformer.modeling import BertConfig, extended_attention_mask
 
 
@@ -29,34 +32,37 @@ def tiny_batch(seed=0, batch=3, length=10):
 
 
 def record_spikes(monkeypatch):
-    """Collect, per population (in creation order), the spike tensor of every step."""
+    """Collect, per population state (in creation order), the spike tensor of every step."""
     trains = {}
-    original = IFNeurons.fire
+    original = IFNeuron.scan
 
-    def fire(self, current, steps):
-        spikes = original(self, current, steps)
-        trains.setdefault(id(self), []).extend(spikes.view(steps, -1, *spikes.shape[1:]).clone().unbind(0))
+    def scan(self, current, state, steps):
+        spikes = original(self, current, state, steps)
+        trains.setdefault(id(state), []).extend(spikes.view(steps, -1, *spikes.shape[1:]).clone().unbind(0))
         return spikes
 
-    monkeypatch.setattr(IFNeurons, "fire", fire)
+    monkeypatch.setattr(IFNeuron, "scan", scan)
     return trains
 
 
 def reference_spikes(model, ids, segments, mask):
-    """A plain loop over time steps and populations, written from SPEC 1.1/1.2 with raw tensor ops."""
+    """A plain loop over time steps and populations, wired from the model's definition with raw
+    tensor ops; each population steps with its neuron's own one-step rule (fire_step)."""
     config = model.config
     bert = model.bert
     heads = config.num_attention_heads
     head_size = config.hidden_size // heads
     current_e = bert.embeddings(ids, segments)
     additive = extended_attention_mask(mask, current_e.dtype)
+    neuron_of = bert.neurons()
     membranes = {}
     trains = {}
 
     def neuron(name, current):
-        u = membranes.get(name, torch.zeros_like(current)) + current
-        spikes = (u >= config.vth).to(current.dtype)
-        membranes[name] = config.leaky * (u - config.vth * spikes)
+        rule = neuron_of[name if name == "embedding" else f"layer{name[0] + 1}.{name[1]}"]
+        membrane = membranes.setdefault(name, rule.start(current).membrane)
+        spikes = current.clone()
+        rule.fire_step(membrane, spikes, rule.threshold())
         trains.setdefault(name, []).append(spikes)
         return spikes
 
@@ -69,7 +75,7 @@ def reference_spikes(model, ids, segments, mask):
 
     scores_sum = [0.0] * config.num_hidden_layers
     s_last = torch.zeros_like(current_e)
-    for _ in range(config.t_conv):
+    for _ in range(config.spiking.t_conv):
         feedback = 0.0 if bert.feedback is None else F.linear(s_last, bert.feedback.weight)
         s_in = neuron("embedding", current_e + feedback)
         for index, layer in enumerate(bert.encoder.layer):
@@ -86,7 +92,7 @@ def reference_spikes(model, ids, segments, mask):
                                                                      layer.intermediate.dense.bias)))
             s_in = neuron((index, "output"), add_norm(layer.output, s_int, s_so))
         s_last = s_in
-    return list(trains.values()), [s / config.t_conv for s in scores_sum]
+    return list(trains.values()), [s / config.spiking.t_conv for s in scores_sum]
 
 
 @pytest.mark.parametrize("leaky, chunk, feedback", [(1.0, 3, False), (0.9, 8, False), (1.0, 4, True)])
@@ -122,7 +128,7 @@ def test_rates_identical_for_every_chunk_size():
     ids, segments, mask = tiny_batch(seed=1)
     results = []
     for steps in (1, 2, 3, 7, 50):
-        model.bert.config.sim_chunk_steps = steps
+        model.config.spiking = dataclasses.replace(model.config.spiking, sim_chunk_steps=steps)
         results.append(model.bert(ids, segments, mask))
     (rates, scores) = results[0]
     for other_rates, other_scores in results[1:]:
@@ -146,21 +152,22 @@ def test_rates_are_multiples_of_one_over_t():
 @pytest.mark.parametrize("t_conv, vth", [(8, 1.0), (25, 0.7)])
 def test_constant_input_rate_approaches_clamped_ratio(t_conv, vth):
     currents = torch.linspace(-1.0, 3.0, 401)
-    neurons = IFNeurons(vth, 1.0)
-    neurons.fire(currents.repeat(t_conv), t_conv)
-    rate = neurons.spike_count / t_conv
+    neuron = IFNeuron(vth)
+    state = neuron.start(currents)
+    neuron.scan(currents.repeat(t_conv), state, t_conv)
+    rate = state.spike_count / t_conv
     assert (rate - (currents / vth).clamp(0, 1)).abs().max() <= 1 / t_conv + 1e-6
     assert torch.allclose(rate * t_conv, (rate * t_conv).round())
 
 
 def test_chunk_budget_picks_more_steps_for_more_memory():
-    config = tiny_config()
+    config = SpikingBertConfig(**tiny_config().to_dict())
     one_step = step_bytes(config, 8, 128, 4)
-    config.sim_chunk_budget_mb = 10 * one_step / 2 ** 20
+    config.spiking = dataclasses.replace(config.spiking, sim_chunk_budget_mb=10 * one_step / 2 ** 20)
     assert chunk_steps(config, 8, 128, 4, "cpu") == 10
-    config.sim_chunk_budget_mb = 0
+    config.spiking = dataclasses.replace(config.spiking, sim_chunk_budget_mb=0)
     assert chunk_steps(config, 8, 128, 4, "cpu") == 1
-    config.sim_chunk_steps = 4
+    config.spiking = dataclasses.replace(config.spiking, sim_chunk_steps=4)
     assert chunk_steps(config, 8, 128, 4, "cpu") == 4
 
 

@@ -1,4 +1,4 @@
-"""Local paths, http(s) and s3:// URLs resolved to local files, with a download cache.
+"""Local paths, http(s) and s3:// URLs resolved to local files and model folders, with a download cache.
 
 A download is stored as ``sha256(url).sha256(etag)`` in the cache directory (plus a
 ``.json`` file recording the URL and ETag), so a changed remote file (new ETag) is
@@ -6,13 +6,22 @@ fetched again while an unchanged one is read from the cache. Files are written u
 a temporary name unique to the process and renamed into place, and an fcntl lock per
 cache entry makes concurrent processes download a URL once: a file at its final path
 is always complete.
+
+``model_dir`` turns the URL of a model folder (config.json, weights, vocab.txt fetched
+one by one) or of an archive of one (.tar.gz, .tgz, .tar, .zip, extracted safely) into a
+local folder in the cache, so every script's --teacher_model / --spiking_student_model /
+--bert_model may be such a URL.
 """
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
+import stat
+import tarfile
 import tempfile
+import zipfile
 from urllib.parse import urlparse
 
 import requests
@@ -167,3 +176,111 @@ def s3_etag(url):
 
 def s3_download(url, file):
     s3_call(url, lambda client, bucket, key: client.download_fileobj(bucket, key, file))
+
+
+# ----------------------------------------------------------------------------
+# model folders
+
+REMOTE_SCHEMES = ("http", "https", "s3")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+# Files of a model folder fetched from a folder URL: (names tried in order, required).
+MODEL_FOLDER_FILES = ((("config.json",), True), (("model.safetensors", "pytorch_model.bin"), True),
+                     (("vocab.txt",), False))
+
+
+def is_remote(path_or_url):
+    return urlparse(os.fspath(path_or_url)).scheme in REMOTE_SCHEMES
+
+
+def model_dir(path_or_url, cache_dir=None):
+    """A local model folder: a local path as it is; the URL of a folder or an archive fetched into the cache."""
+    if not is_remote(path_or_url):
+        return path_or_url
+    cache_dir = cache_dir or default_cache_dir()
+    if path_or_url.lower().endswith(ARCHIVE_SUFFIXES):
+        archive = get_from_cache(path_or_url, cache_dir)
+        return folder_with_config(unpacked(archive, path_or_url))
+    return fetched_folder(path_or_url.rstrip("/"), cache_dir)
+
+
+def fetched_folder(url, cache_dir):
+    """The model files under folder ``url`` linked into one cache folder named after their cached copies."""
+    found = {}
+    for names, required in MODEL_FOLDER_FILES:
+        for name in names:
+            try:
+                found[name] = get_from_cache(f"{url}/{name}", cache_dir)
+                break
+            except DownloadError as e:
+                if "HTTP 404" not in str(e) and "not found in S3" not in str(e):
+                    raise
+        else:
+            if required:
+                raise DownloadError(f"{url}: no {' or '.join(names)} in the model folder")
+    key = url_to_filename(url, "|".join(os.path.basename(found[name]) for name in sorted(found)))
+    target = os.path.join(cache_dir, key + ".model")
+    if not os.path.isdir(target):
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".", suffix=".tmp", dir=cache_dir)
+        for name, path in found.items():
+            shutil.copyfile(path, os.path.join(tmp, name))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process put it there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def unpacked(archive, url):
+    """``archive`` extracted once beside itself (``<archive>.extracted``)."""
+    target = archive + ".extracted"
+    if not os.path.isdir(target):
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".", suffix=".tmp", dir=os.path.dirname(archive))
+        try:
+            extract_archive(archive, tmp, url)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.isdir(target):
+                raise
+    return target
+
+
+def extract_archive(archive, target, name=None):
+    """Extract a zip or tar archive into ``target``, refusing links and members that would land outside it."""
+    name = name or archive
+    root = os.path.realpath(target)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            members = [(m.filename, stat.S_ISLNK(m.external_attr >> 16)) for m in zf.infolist()]
+            check_members(members, root, name)
+            zf.extractall(target)
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            check_members([(m.name, m.issym() or m.islnk()) for m in members], root, name)
+            tf.extractall(target, members=members, filter="data")
+    except tarfile.TarError as e:
+        raise DownloadError(f"{name}: not a zip or tar archive ({e})") from None
+
+
+def check_members(members, root, name):
+    """Refuse archive members (name, is_link) that are links or whose path escapes ``root``."""
+    for member, is_link in members:
+        if is_link:
+            raise DownloadError(f"{name}: archive member {member!r} is a link; refused")
+        destination = os.path.realpath(os.path.join(root, member))
+        if os.path.isabs(member) or "\\" in member or os.path.commonpath([root, destination]) != root:
+            raise DownloadError(f"{name}: archive member {member!r} escapes the target folder; refused")
+
+
+def folder_with_config(folder):
+    """``folder`` or its single subfolder holding config.json (archives often wrap the files in one folder)."""
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return folder
+    subfolders = [os.path.join(folder, d) for d in sorted(os.listdir(folder))
+                  if os.path.isdir(os.path.join(folder, d))]
+    for candidate in subfolders:
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    raise DownloadError(f"{folder}: the archive holds no config.json (top level or one folder down)")

@@ -3,6 +3,7 @@ import copy
 import json
 import logging
 import os
+from typing import List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,18 @@ class BertConfig:
 
 # ----------------------------------------------------------------------------
 # Model. Module names follow Hugging Face's BertModel so its checkpoints load as-is.
+
+
+class BertModelOutput(NamedTuple):
+    """What the BERT models return (a NamedTuple, so DataParallel can gather it)."""
+    # num_hidden_layers + 1 tensors [B, L, H], the embedding output first.
+    hidden_states: List[torch.Tensor]
+    # num_hidden_layers pre-softmax masked scores [B, A, L, L].
+    attention_scores: List[torch.Tensor]
+    # tanh(dense(first token's last hidden state)) [B, H].
+    pooled_output: Optional[torch.Tensor] = None
+    # BertForSequenceClassification: [B, num_labels].
+    logits: Optional[torch.Tensor] = None
 
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact erf form
@@ -278,12 +291,13 @@ def load_pretrained_state(model, state_dict, source=""):
 
     The report has ``missing_keys`` (left at their initial values), ``unexpected_keys``
     (not used), ``mismatched_keys`` (shape differs, left at their initial values, e.g.
-    a classifier with another label count) and ``ignored_keys`` (pre-training heads
+    a classifier with another label count; ``file_shapes`` gives their shapes in the
+    checkpoint) and ``ignored_keys`` (pre-training heads
     ``cls.*`` and the ``position_ids`` buffer, dropped without a warning).
     """
     own = model.state_dict()
     ignored, unexpected, mismatched = [], [], []
-    renamed = {}
+    renamed, file_shapes = {}, {}
     for key, value in state_dict.items():
         if key.startswith(IGNORED_PREFIXES) or key in IGNORED_KEYS:
             ignored.append(key)
@@ -293,6 +307,7 @@ def load_pretrained_state(model, state_dict, source=""):
             unexpected.append(key)
         elif own[name].shape != value.shape:
             mismatched.append(name)
+            file_shapes[name] = tuple(value.shape)
         else:
             renamed[name] = value
     missing = [key for key in own if key not in renamed and key not in mismatched]
@@ -306,7 +321,8 @@ def load_pretrained_state(model, state_dict, source=""):
     if unexpected:
         logger.warning("%s: checkpoint weights not used by %s: %s",
                        source, type(model).__name__, ", ".join(unexpected))
-    return dict(missing_keys=missing, unexpected_keys=unexpected, mismatched_keys=mismatched, ignored_keys=ignored)
+    return dict(missing_keys=missing, unexpected_keys=unexpected, mismatched_keys=mismatched, ignored_keys=ignored,
+                file_shapes=file_shapes)
 
 
 class BertPreTrainedModel(nn.Module):
@@ -358,15 +374,10 @@ class BertModel(BertPreTrainedModel):
         self.apply(self.init_weights)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        """Returns ``(hidden_states, attention_scores, pooled_output)``.
-
-        hidden_states: list of num_hidden_layers + 1 tensors [B, L, H], embedding output first.
-        attention_scores: list of num_hidden_layers pre-softmax masked scores [B, A, L, L].
-        pooled_output: tanh(dense(first token's last hidden state)) [B, H].
-        """
+        """BertModelOutput with hidden_states, attention_scores and pooled_output."""
         embedding_output, mask = embed_inputs(self.embeddings, input_ids, token_type_ids, attention_mask)
         hidden_states, attention_scores = self.encoder(embedding_output, mask)
-        return hidden_states, attention_scores, self.pooler(hidden_states[-1])
+        return BertModelOutput(hidden_states, attention_scores, self.pooler(hidden_states[-1]))
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -399,10 +410,10 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.init_weights(self.classifier)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        """Returns ``(logits, attention_scores, hidden_states)`` (the latter two as in BertModel)."""
-        hidden_states, attention_scores, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
+        """BertModelOutput of the encoder with its logits."""
+        outputs = self.bert(input_ids, token_type_ids, attention_mask)
         if self.config.classifier_head == "tinybert":
-            logits = self.classifier(torch.relu(pooled_output))
+            logits = self.classifier(torch.relu(outputs.pooled_output))
         else:
-            logits = self.classifier(self.dropout(pooled_output))
-        return logits, attention_scores, hidden_states
+            logits = self.classifier(self.dropout(outputs.pooled_output))
+        return outputs._replace(logits=logits)
