@@ -8,11 +8,13 @@ never sees a half-written checkpoint.
 import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 from contextlib import contextmanager
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 VOCAB_NAME = "vocab.txt"
+
+# Exceptions torch.load raises on a truncated or corrupt file.
+TORCH_LOAD_ERRORS = (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError)
 
 
 def weights_file(model_dir):
@@ -33,15 +38,25 @@ def weights_file(model_dir):
 
 
 def load_weights(model_dir):
-    """State dict of ``model_dir``; safetensors first, then a pickle read with weights_only."""
+    """State dict of ``model_dir``; safetensors first, then a pickle read with weights_only.
+
+    A truncated or corrupt file is a one-line ValueError naming it.
+    """
     path = weights_file(model_dir)
     if path is None:
         raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME} or {LEGACY_WEIGHTS_NAME} found")
     if path.endswith(".safetensors"):
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+        try:
+            return load_file(path)
+        except SafetensorError as e:
+            raise ValueError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except TORCH_LOAD_ERRORS as e:
+        # torch's messages run over many lines and suggest weights_only=False: only the type is kept.
+        raise ValueError(f"{path}: corrupt or truncated PyTorch weights file ({type(e).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors, found {type(state).__name__}")
     return state
 
 
@@ -51,6 +66,8 @@ def read_json(path):
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 ({e.reason})") from None
 
 
 def _umask():
