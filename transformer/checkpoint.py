@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -24,6 +25,11 @@ WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 VOCAB_NAME = "vocab.txt"
 
+# What the atomic writers leave behind when killed (atomic_directory, and any writer that makes its
+# temporary with the prefix ".NAME.tmp-"): ".NAME.tmp-XXXXXXXX" (file or folder, never published)
+# and ".NAME.old-XXXXXXXX/d" (a replaced folder moved aside, MOVED_ASIDE_NAME), XXXXXXXX being tempfile's random part.
+INTERRUPTED_WRITE_PATTERN = re.compile(r"^\.(?P<target>.+)\.(?P<kind>tmp|old)-[a-z0-9_]{8}$")
+MOVED_ASIDE_NAME = "d"
 # Exceptions torch.load raises on a truncated or corrupt file.
 TORCH_LOAD_ERRORS = (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError)
 
@@ -96,13 +102,57 @@ def atomic_directory(target, overwrite=False):
         old = None
         if os.path.exists(target):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
-            os.rename(target, os.path.join(old, "d"))
+            os.rename(target, os.path.join(old, MOVED_ASIDE_NAME))
         os.rename(tmp, target)
         if old is not None:
             shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_interrupted_writes(parent):
+    """Delete what atomic writes killed midway left in ``parent``; returns the paths removed.
+
+    A folder moved aside whose replacement never arrived (killed between the two renames) is
+    put back first, and kept when that fails, so the last complete version is never lost.
+    """
+    removed = []
+    for name in sorted(os.listdir(parent)):
+        match = INTERRUPTED_WRITE_PATTERN.match(name)
+        if match is None:
+            continue
+        path = os.path.join(parent, name)
+        if match["kind"] == "old" and not _restore_moved_aside(os.path.join(path, MOVED_ASIDE_NAME),
+                                                               os.path.join(parent, match["target"])):
+            logger.warning("kept %s: it holds the only copy of %s", path, match["target"])
+            continue
+        _remove(path)
+        removed.append(path)
+        logger.info("removed %s, left by an interrupted save", path)
+    return removed
+
+
+def _restore_moved_aside(moved, target):
+    """Rename ``moved`` back to ``target`` when the target is missing; True when ``target`` exists."""
+    if not os.path.exists(target) and os.path.isdir(moved):
+        try:
+            os.rename(moved, target)
+            logger.info("restored %s from an interrupted save", target)
+        except OSError:  # e.g. another rank of the same run restored it first
+            pass
+    return os.path.exists(target)
+
+
+def _remove(path):
+    # Ranks of one run may clean the same folder at once, so a vanished entry is not an error.
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def write_model_files(directory, state_dict, config_dict, vocab_file=None):
