@@ -1,4 +1,4 @@
-"""Corrupt or truncated model files: one line naming the file."""
+"""Corrupt or truncated model files and pregenerated data: one line naming the file (and line)."""
 import json
 import os
 import random
@@ -11,7 +11,8 @@ import torch
 import finetune_teacher
 import spiking_bert_general_distill as general
 import spiking_bert_task_distill as task
-from distill_fixtures import make_student_config, make_teacher, teacher_config, write_pregenerated, write_task
+from distill.pregenerated import PregeneratedEpoch
+from distill_fixtures import VOCAB, make_student_config, make_teacher, teacher_config, write_pregenerated, write_task
 from transformer.checkpoint import CONFIG_NAME, LEGACY_WEIGHTS_NAME, WEIGHTS_NAME, load_weights, read_json
 from transformer.modeling import BertModel
 
@@ -171,3 +172,45 @@ def test_scripts_stop_with_one_line_on_corrupt_config(models, tmp_path, main, ar
     assert message.startswith("error: ")
     assert_one_line_naming(message, path)
     assert not out.exists()  # configs are read before anything is written
+
+
+def write_epoch(folder, lines):
+    """epoch_0.json with these lines and a metrics file counting the non-empty ones; returns the data path."""
+    folder.mkdir(exist_ok=True)
+    (folder / "epoch_0.json").write_bytes(b"".join(line + b"\n" for line in lines))
+    (folder / "epoch_0_metrics.json").write_text(json.dumps({"num_training_examples": sum(map(bool, lines)),
+                                                             "max_seq_len": 16}))
+    return folder / "epoch_0.json"
+
+
+GOOD_LINE = json.dumps({"tokens": ["[CLS]", "the", "movie", "[SEP]"], "segment_ids": [0, 0, 0, 0]}).encode()
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    (GOOD_LINE[:-9], "line 2: not valid JSON (Expecting"),
+    (b"\xa3\xff\x00garbage", "line 2: not valid JSON ("),
+    (b'{"tokens": ["the"], "segment_ids": [0]}}', "line 2: not valid JSON (Extra data)"),
+    (b'{"tokens": ["the"]}', "line 2: not an instance with tokens and segment_ids"),
+    (b'[["the"], [0]]', "line 2: not an instance with tokens and segment_ids"),
+    (b'{"tokens": 7, "segment_ids": [0]}', "line 2: not an instance with tokens and segment_ids"),
+    (b'{"tokens": [["the"]], "segment_ids": [0]}', "line 2: not an instance with tokens and segment_ids"),
+    (b'{"tokens": ["the"], "segment_ids": [5]}', "line 2: not an instance with tokens and segment_ids"),
+])
+def test_corrupted_pregenerated_line_is_named(tmp_path, bad_line, message):
+    data = write_epoch(tmp_path / "data", [GOOD_LINE, bad_line, GOOD_LINE])
+    vocab = {token: i for i, token in enumerate(VOCAB)}
+    with pytest.raises(ValueError) as error:
+        PregeneratedEpoch(str(data), str(tmp_path / "data" / "epoch_0_metrics.json"), vocab, 16,
+                          memmap_parent=str(tmp_path))
+    assert_one_line_naming(str(error.value), data)
+    assert message in str(error.value)
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # the memory-mapped arrays are gone
+
+
+def test_valid_pregenerated_lines_are_loaded(tmp_path):
+    data = write_epoch(tmp_path / "data", [GOOD_LINE, b"", GOOD_LINE])
+    vocab = {token: i for i, token in enumerate(VOCAB)}
+    epoch = PregeneratedEpoch(str(data), str(tmp_path / "data" / "epoch_0_metrics.json"), vocab, 16)
+    input_ids, segment_ids, mask = epoch.batch([0, 1])
+    assert input_ids.tolist() == [[vocab[t] for t in ("[CLS]", "the", "movie", "[SEP]")]] * 2
+    assert segment_ids.tolist() == [[0] * 4] * 2 and mask.tolist() == [[1] * 4] * 2
