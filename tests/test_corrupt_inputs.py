@@ -11,7 +11,7 @@ import torch
 import finetune_teacher
 import spiking_bert_general_distill as general
 import spiking_bert_task_distill as task
-from distill.pregenerated import PregeneratedEpoch
+from distill.pregenerated import PregeneratedEpoch, read_epoch_metrics
 from distill_fixtures import VOCAB, make_student_config, make_teacher, teacher_config, write_pregenerated, write_task
 from transformer.checkpoint import CONFIG_NAME, LEGACY_WEIGHTS_NAME, WEIGHTS_NAME, load_weights, read_json
 from transformer.modeling import BertModel
@@ -81,7 +81,8 @@ def test_weights_file_without_tensors_is_refused(tmp_path):
         load_weights(str(tmp_path))
 
 
-@pytest.mark.parametrize("damage, reason", [(truncated, "line 1: invalid JSON"), (random_bytes, "not valid UTF-8")])
+@pytest.mark.parametrize("damage, reason", [(truncated, "line 1: not valid JSON (Unterminated string"),
+                                            (random_bytes, "not valid JSON (not UTF-8: invalid")])
 def test_corrupt_json_is_a_one_line_value_error(tmp_path, damage, reason):
     path = tmp_path / CONFIG_NAME
     path.write_bytes(damage(json.dumps({"hidden_size": 32, "num_hidden_layers": 2}).encode()))
@@ -190,6 +191,7 @@ GOOD_LINE = json.dumps({"tokens": ["[CLS]", "the", "movie", "[SEP]"], "segment_i
     (GOOD_LINE[:-9], "line 2: not valid JSON (Expecting"),
     (b"\xa3\xff\x00garbage", "line 2: not valid JSON ("),
     (b'{"tokens": ["the"], "segment_ids": [0]}}', "line 2: not valid JSON (Extra data)"),
+    (b"[" * 100_000, "line 2: not valid JSON (nested too deeply)"),
     (b'{"tokens": ["the"]}', "line 2: not an instance with tokens and segment_ids"),
     (b'[["the"], [0]]', "line 2: not an instance with tokens and segment_ids"),
     (b'{"tokens": 7, "segment_ids": [0]}', "line 2: not an instance with tokens and segment_ids"),
@@ -214,3 +216,12 @@ def test_valid_pregenerated_lines_are_loaded(tmp_path):
     input_ids, segment_ids, mask = epoch.batch([0, 1])
     assert input_ids.tolist() == [[vocab[t] for t in ("[CLS]", "the", "movie", "[SEP]")]] * 2
     assert segment_ids.tolist() == [[0] * 4] * 2 and mask.tolist() == [[1] * 4] * 2
+
+
+@pytest.mark.parametrize("count", ["Infinity", "NaN", '"many"', "[4]"])
+def test_metrics_count_that_is_no_integer_is_named(tmp_path, count):
+    path = tmp_path / "epoch_0_metrics.json"
+    path.write_text(f'{{"num_training_examples": {count}, "max_seq_len": 16}}')
+    with pytest.raises(ValueError) as error:
+        read_epoch_metrics(str(path), 16)
+    assert str(error.value) == f"{path}: needs integer num_training_examples and max_seq_len"

@@ -71,9 +71,9 @@ def read_json(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 ({e.reason})") from None
+        raise ValueError(f"{path}: not valid JSON (not UTF-8: {e.reason})") from None
 
 
 def _umask():
