@@ -103,8 +103,8 @@ def resolve_resume(output_dir, continue_train):
 
 
 def prune_checkpoints(output_dir, keep):
-    """Delete all but the newest ``keep`` checkpoint folders (keep <= 0 keeps all), and what
-    interrupted saves left."""
+    """Delete all but the newest ``keep`` checkpoint folders (keep <= 0 keeps all) and what
+    interrupted saves left in ``output_dir``."""
     remove_interrupted_writes(output_dir)
     if keep <= 0:
         return

@@ -3,7 +3,8 @@
 A model directory holds ``config.json``, ``model.safetensors`` (or a legacy
 ``pytorch_model.bin``) and ``vocab.txt``. Every writer here builds the directory
 under a temporary name beside the target and renames it into place, so a reader
-never sees a half-written checkpoint.
+never sees a half-written checkpoint; ``remove_interrupted_writes`` clears what a
+writer killed midway left beside it.
 """
 import json
 import logging
@@ -26,8 +27,8 @@ LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 VOCAB_NAME = "vocab.txt"
 
 # What the atomic writers leave behind when killed (atomic_directory, and any writer that makes its
-# temporary with the prefix ".NAME.tmp-"): ".NAME.tmp-XXXXXXXX" (file or folder, never published)
-# and ".NAME.old-XXXXXXXX/d" (a replaced folder moved aside, MOVED_ASIDE_NAME), XXXXXXXX being tempfile's random part.
+# temporary with the prefix ".NAME.tmp-"): ".NAME.tmp-XXXXXXXX" (file or folder, never published) and
+# ".NAME.old-XXXXXXXX/d" (a replaced folder moved aside), XXXXXXXX being tempfile's random part.
 INTERRUPTED_WRITE_PATTERN = re.compile(r"^\.(?P<target>.+)\.(?P<kind>tmp|old)-[a-z0-9_]{8}$")
 MOVED_ASIDE_NAME = "d"
 # Exceptions torch.load raises on a truncated or corrupt file.
@@ -112,12 +113,11 @@ def atomic_directory(target, overwrite=False):
 
 
 def remove_interrupted_writes(parent):
-    """Delete what atomic writes killed midway left in ``parent``; returns the paths removed.
+    """Delete what atomic writes killed midway left in ``parent``.
 
     A folder moved aside whose replacement never arrived (killed between the two renames) is
     put back first, and kept when that fails, so the last complete version is never lost.
     """
-    removed = []
     for name in sorted(os.listdir(parent)):
         match = INTERRUPTED_WRITE_PATTERN.match(name)
         if match is None:
@@ -128,9 +128,7 @@ def remove_interrupted_writes(parent):
             logger.warning("kept %s: it holds the only copy of %s", path, match["target"])
             continue
         _remove(path)
-        removed.append(path)
         logger.info("removed %s, left by an interrupted save", path)
-    return removed
 
 
 def _restore_moved_aside(moved, target):
