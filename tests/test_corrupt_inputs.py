@@ -175,6 +175,13 @@ def test_scripts_stop_with_one_line_on_corrupt_config(models, tmp_path, main, ar
     assert not out.exists()  # configs are read before anything is written
 
 
+def test_binary_vocab_is_a_one_line_error_naming_it(models, tmp_path):
+    student, vocab = corrupt_copy(models["student"], tmp_path / "student", "vocab.txt", random_bytes)
+    message = exit_message(task.main, task_eval_args(models, str(tmp_path / "out"), None, student))
+    assert message.startswith("error: ")
+    assert_one_line_naming(message, vocab)
+
+
 def write_epoch(folder, lines):
     """epoch_0.json with these lines and a metrics file counting the non-empty ones; returns the data path."""
     folder.mkdir(exist_ok=True)
