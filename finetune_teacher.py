@@ -68,8 +68,6 @@ class TeacherFineTuning(TrainingScript):
         check_max_seq_length(args.max_seq_length, {"--bert_model": self.config})
         self.train_examples = self.processor.get_train_examples(args.data_dir)
         self.dev_sets = self.processor.dev_sets(args.data_dir)
-        if not self.train_examples:
-            raise ValueError(f"--data_dir {args.data_dir}: train.tsv has no examples")
         if LoopSettings.from_args(args).resume_settings()["world_size"] > 1:
             raise ValueError("finetune_teacher.py runs in one process; start it without torchrun")
         self.check_output(inputs=(args.bert_model,))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from transformer.file_utils import read_utf8_lines
+
 logger = logging.getLogger(__name__)
 
 TOKENIZE_BATCH = 256  # documents read and tokenized at a time, so memory stays bounded
@@ -232,14 +234,13 @@ def _document_instances(task):
 def raw_documents(corpus_path):
     """Lists of non-empty lines, one list per blank-line-separated document."""
     document = []
-    with open(corpus_path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                document.append(line)
-            elif document:
-                yield document
-                document = []
+    for _, line in read_utf8_lines(corpus_path):
+        line = line.strip()
+        if line:
+            document.append(line)
+        elif document:
+            yield document
+            document = []
     if document:
         yield document
 

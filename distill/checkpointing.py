@@ -17,7 +17,8 @@ import tempfile
 import numpy as np
 import torch
 
-from transformer.checkpoint import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, save_model_dir, write_model_files
+from transformer.checkpoint import (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, remove_interrupted_writes, save_model_dir,
+                                   write_model_files)
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +88,13 @@ def resolve_resume(output_dir, continue_train):
     """Checkpoint folder to resume from, or None to start fresh.
 
     ``continue_train`` is True (the latest checkpoint in ``output_dir``) or a path given
-    with the flag; a given path must be a resumable checkpoint.
+    with the flag; a given path must be a resumable checkpoint. Temporaries of saves that a
+    kill interrupted are removed from ``output_dir`` first.
     """
     if not continue_train:
         return None
+    if os.path.isdir(output_dir):
+        remove_interrupted_writes(output_dir)
     if continue_train is not True:
         load_training_state(continue_train)
         return continue_train
@@ -99,7 +103,9 @@ def resolve_resume(output_dir, continue_train):
 
 
 def prune_checkpoints(output_dir, keep):
-    """Delete all but the newest ``keep`` checkpoint folders (keep <= 0 keeps all)."""
+    """Delete all but the newest ``keep`` checkpoint folders (keep <= 0 keeps all) and what
+    interrupted saves left in ``output_dir``."""
+    remove_interrupted_writes(output_dir)
     if keep <= 0:
         return
     for path in list_checkpoints(output_dir)[:-keep]:

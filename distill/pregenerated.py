@@ -43,13 +43,32 @@ def read_epoch_metrics(metrics_path, max_seq_length):
     metrics = read_json(metrics_path)
     try:
         num_examples, seq_len = int(metrics["num_training_examples"]), int(metrics["max_seq_len"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int() of JSON's Infinity
         raise ValueError(f"{metrics_path}: needs integer num_training_examples and max_seq_len") from None
     if seq_len > max_seq_length:
         raise ValueError(f"{metrics_path}: max_seq_len {seq_len} exceeds --max_seq_length {max_seq_length}")
     if num_examples < 1:
         raise ValueError(f"{metrics_path}: num_training_examples is {num_examples}")
     return num_examples, seq_len
+
+
+def parse_instance(line, where):
+    """(tokens, segment_ids) of one line of an epoch file; errors start with ``where`` (file and line)."""
+    try:
+        instance = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON (not UTF-8: {e.reason})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
+    fields = instance if isinstance(instance, dict) else {}
+    tokens, segments = fields.get("tokens"), fields.get("segment_ids")
+    if not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+            and isinstance(segments, list) and all(s in (0, 1) for s in segments)):
+        raise ValueError(f"{where}: not an instance with tokens and segment_ids (a list of strings and a list "
+                         "of 0s and 1s)")
+    return tokens, segments
 
 
 class PregeneratedEpoch:
@@ -62,7 +81,11 @@ class PregeneratedEpoch:
         self.input_ids = self._array("input_ids", np.int32, shape)
         self.segment_ids = self._array("segment_ids", np.int8, shape)
         self.input_mask = self._array("input_mask", np.int8, shape)
-        self._fill(data_path, vocab, max_seq_length, num_examples)
+        try:
+            self._fill(data_path, vocab, max_seq_length, num_examples)
+        except BaseException:
+            self.close()  # a bad file must not leave its memory-mapped arrays under the output folder
+            raise
 
     def _array(self, name, dtype, shape):
         if self.tmp_dir is None:
@@ -71,24 +94,21 @@ class PregeneratedEpoch:
 
     def _fill(self, data_path, vocab, max_seq_length, num_examples):
         count = 0
-        with open(data_path, encoding="utf-8") as f:
+        # Read as bytes: json.loads decodes each line, so a line that is not UTF-8 is reported as not JSON.
+        with open(data_path, "rb") as f:
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 if count >= num_examples:
                     raise ValueError(f"{data_path}: more instances than num_training_examples {num_examples}")
-                try:
-                    instance = json.loads(line)
-                    tokens, segments = instance["tokens"], instance["segment_ids"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ValueError(f"{data_path}: line {line_no}: not an instance with tokens and "
-                                     "segment_ids") from None
+                where = f"{data_path}: line {line_no}"
+                tokens, segments = parse_instance(line, where)
                 if len(tokens) != len(segments) or not 0 < len(tokens) <= max_seq_length:
-                    raise ValueError(f"{data_path}: line {line_no}: {len(tokens)} tokens, {len(segments)} segment ids "
+                    raise ValueError(f"{where}: {len(tokens)} tokens, {len(segments)} segment ids "
                                      f"(need equal counts, at most --max_seq_length {max_seq_length})")
                 unknown = [t for t in tokens if t not in vocab]
                 if unknown:
-                    raise ValueError(f"{data_path}: line {line_no}: token {unknown[0]!r} is not in the teacher's vocab")
+                    raise ValueError(f"{where}: token {unknown[0]!r} is not in the teacher's vocab")
                 self.input_ids[count, :len(tokens)] = [vocab[t] for t in tokens]
                 self.segment_ids[count, :len(tokens)] = segments
                 self.input_mask[count, :len(tokens)] = 1

@@ -172,8 +172,6 @@ class TaskDistillation(TrainingScript):
                        student_labels, self.task, task_labels)
 
     def _features(self, examples, tokenizer):
-        if not examples:
-            raise ValueError(f"--data_dir {self.args.data_dir}: no examples for task {self.task}")
         return convert_examples_to_features(examples, self.label_list, self.args.max_seq_length, tokenizer,
                                             self.output_mode, pad_to_max=False)
 

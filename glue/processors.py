@@ -4,8 +4,11 @@ Every reader reports a malformed row as ``file:line``. QQP's train file has a fe
 missing columns; those are skipped and counted in one warning instead.
 """
 import logging
+import math
 import os
 from dataclasses import dataclass
+
+from transformer.file_utils import read_utf8_lines
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +29,9 @@ def read_tsv(path):
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: file not found")
-    with open(path, "rb") as f:
-        for line_number, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{line_number}: not valid UTF-8 ({e.reason})") from None
-            line = line.rstrip("\r\n")
-            if line:
-                yield line_number, line.split("\t")
+    for line_number, line in read_utf8_lines(path):
+        if line:
+            yield line_number, line.split("\t")
 
 
 class DataProcessor:
@@ -90,15 +87,20 @@ class DataProcessor:
             examples.append(InputExample(f"{split}-{line_number}", row[self.text_a_column], text_b, label))
         if short_rows:
             logger.warning("%s: skipped %d rows with missing columns", path, short_rows)
+        if not examples:
+            raise ValueError(f"{path}: no examples")
         return examples
 
     def parse_label(self, value, path, line_number):
         value = value.strip()
         if self.labels is None:
             try:
-                return float(value)
+                score = float(value)
             except ValueError:
                 raise ValueError(f"{path}:{line_number}: score {value!r} is not a number") from None
+            if not math.isfinite(score):  # float() accepts "nan" and "inf"; either would poison the loss
+                raise ValueError(f"{path}:{line_number}: score {value!r} is not a finite number")
+            return score
         if value not in self.labels:
             raise ValueError(f"{path}:{line_number}: label {value!r} is not one of {', '.join(self.labels)}")
         return value

@@ -162,12 +162,25 @@ def test_missing_file_names_it(tmp_path):
     ("rte", "index\ts1\ts2\tlabel\n0\ta\tb\tmaybe\n", "train.tsv:2: label 'maybe' is not one of"),
     ("cola", "gj\t1\t\tok\nbroken line\n", "train.tsv:2: expected at least 4"),
     ("sts-b", "h\n" + "\t".join(["x"] * 9) + "\tfive\n", "train.tsv:2: score 'five' is not a number"),
+    ("sts-b", "h\n" + "\t".join(["x"] * 9) + "\tnan\n", "train.tsv:2: score 'nan' is not a finite number"),
     ("mnli", MNLI_HEAD + "\n0\t1\t2\n", "train.tsv:2: expected at least 11"),
 ])
 def test_malformed_row_names_file_and_line(tmp_path, task, text, message):
     (tmp_path / "train.tsv").write_text(text)
     with pytest.raises(ValueError, match=message):
         get_processor(task).get_train_examples(str(tmp_path))
+
+
+@pytest.mark.parametrize("task", sorted(FIXTURES))
+def test_header_only_files_name_the_file(tmp_path, task):
+    train, dev_name, _, _ = FIXTURES[task]
+    header_only = train.split("\n")[0] + "\n" if get_processor(task).has_header else ""
+    (tmp_path / "train.tsv").write_text(header_only)
+    (tmp_path / dev_name).write_text(header_only)
+    with pytest.raises(ValueError, match=f"^{tmp_path}/train.tsv: no examples$"):
+        get_processor(task).get_train_examples(str(tmp_path))
+    with pytest.raises(ValueError, match=f"^{tmp_path}/{dev_name}: no examples$"):
+        get_processor(task).get_dev_examples(str(tmp_path))
 
 
 def test_qqp_short_rows_are_skipped_and_counted(tmp_path, caplog):

@@ -157,3 +157,12 @@ def test_single_document_needs_one_seq(corpus, tmp_path):
     tokenizer = BertTokenizer(str(corpus / "vocab.txt"))
     with pytest.raises(ValueError, match="one_doc.txt: sentence pairs need at least 2 documents"):
         pregenerate(str(tmp_path / "one_doc.txt"), tokenizer, str(tmp_path / "out"), 1, PregenerationConfig())
+
+
+def test_binary_corpus_names_file_and_line(corpus, tmp_path):
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"d1 s1 the dog .\n\xa3\x00\xff\x10\n")
+    with pytest.raises(SystemExit) as stop:
+        preprocess_training_data.main(["--train_corpus", str(binary), "--bert_model", str(corpus),
+                                       "--output_dir", str(tmp_path / "out")])
+    assert str(stop.value.code) == f"error: {binary}:2: not valid UTF-8 (invalid start byte)"

@@ -209,6 +209,11 @@ def test_errors_are_one_line_and_write_nothing(tiny_models, tmp_path):
     no_dev.mkdir()
     shutil.copy(os.path.join(data, "train.tsv"), no_dev)
     one_line_error(common(no_dev, "sst-2", out, *base, "--pred_distill"), "dev.tsv: file not found", out)
+    header_only_dev = tmp_path / "header_only_dev"
+    shutil.copytree(data, header_only_dev)
+    (header_only_dev / "dev.tsv").write_text("sentence\tlabel\n")
+    one_line_error(common(header_only_dev, "sst-2", out, *base, "--pred_distill"),
+                   f"{header_only_dev}/dev.tsv: no examples", out)
     malformed = tmp_path / "malformed"
     shutil.copytree(data, malformed)
     with open(malformed / "train.tsv", "a", encoding="utf-8") as f:

@@ -3,16 +3,20 @@
 A model directory holds ``config.json``, ``model.safetensors`` (or a legacy
 ``pytorch_model.bin``) and ``vocab.txt``. Every writer here builds the directory
 under a temporary name beside the target and renames it into place, so a reader
-never sees a half-written checkpoint.
+never sees a half-written checkpoint; ``remove_interrupted_writes`` clears what a
+writer killed midway left beside it.
 """
 import json
 import logging
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
@@ -21,6 +25,14 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 VOCAB_NAME = "vocab.txt"
+
+# What the atomic writers leave behind when killed (atomic_directory, and any writer that makes its
+# temporary with the prefix ".NAME.tmp-"): ".NAME.tmp-XXXXXXXX" (file or folder, never published) and
+# ".NAME.old-XXXXXXXX/d" (a replaced folder moved aside), XXXXXXXX being tempfile's random part.
+INTERRUPTED_WRITE_PATTERN = re.compile(r"^\.(?P<target>.+)\.(?P<kind>tmp|old)-[a-z0-9_]{8}$")
+MOVED_ASIDE_NAME = "d"
+# Exceptions torch.load raises on a truncated or corrupt file.
+TORCH_LOAD_ERRORS = (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError)
 
 
 def weights_file(model_dir):
@@ -33,15 +45,25 @@ def weights_file(model_dir):
 
 
 def load_weights(model_dir):
-    """State dict of ``model_dir``; safetensors first, then a pickle read with weights_only."""
+    """State dict of ``model_dir``; safetensors first, then a pickle read with weights_only.
+
+    A truncated or corrupt file is a one-line ValueError naming it.
+    """
     path = weights_file(model_dir)
     if path is None:
         raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME} or {LEGACY_WEIGHTS_NAME} found")
     if path.endswith(".safetensors"):
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+        try:
+            return load_file(path)
+        except SafetensorError as e:
+            raise ValueError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except TORCH_LOAD_ERRORS as e:
+        # torch's messages run over many lines and suggest weights_only=False: only the type is kept.
+        raise ValueError(f"{path}: corrupt or truncated PyTorch weights file ({type(e).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors, found {type(state).__name__}")
     return state
 
 
@@ -50,7 +72,9 @@ def read_json(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON (not UTF-8: {e.reason})") from None
 
 
 def _umask():
@@ -79,13 +103,54 @@ def atomic_directory(target, overwrite=False):
         old = None
         if os.path.exists(target):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
-            os.rename(target, os.path.join(old, "d"))
+            os.rename(target, os.path.join(old, MOVED_ASIDE_NAME))
         os.rename(tmp, target)
         if old is not None:
             shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_interrupted_writes(parent):
+    """Delete what atomic writes killed midway left in ``parent``.
+
+    A folder moved aside whose replacement never arrived (killed between the two renames) is
+    put back first, and kept when that fails, so the last complete version is never lost.
+    """
+    for name in sorted(os.listdir(parent)):
+        match = INTERRUPTED_WRITE_PATTERN.match(name)
+        if match is None:
+            continue
+        path = os.path.join(parent, name)
+        if match["kind"] == "old" and not _restore_moved_aside(os.path.join(path, MOVED_ASIDE_NAME),
+                                                               os.path.join(parent, match["target"])):
+            logger.warning("kept %s: it holds the only copy of %s", path, match["target"])
+            continue
+        _remove(path)
+        logger.info("removed %s, left by an interrupted save", path)
+
+
+def _restore_moved_aside(moved, target):
+    """Rename ``moved`` back to ``target`` when the target is missing; True when ``target`` exists."""
+    if not os.path.exists(target) and os.path.isdir(moved):
+        try:
+            os.rename(moved, target)
+            logger.info("restored %s from an interrupted save", target)
+        except OSError:  # e.g. another rank of the same run restored it first
+            pass
+    return os.path.exists(target)
+
+
+def _remove(path):
+    # Ranks of one run may clean the same folder at once, so a vanished entry is not an error.
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def write_model_files(directory, state_dict, config_dict, vocab_file=None):

@@ -5,7 +5,7 @@ A download is stored as ``sha256(url).sha256(etag)`` in the cache directory (plu
 fetched again while an unchanged one is read from the cache. Files are written under
 a temporary name unique to the process and renamed into place, and an fcntl lock per
 cache entry makes concurrent processes download a URL once: a file at its final path
-is always complete.
+is always complete. ``read_utf8_lines`` is the line reader of the local text inputs (TSVs, corpora).
 
 ``model_dir`` turns the URL of a model folder (config.json, weights, vocab.txt fetched
 one by one) or of an archive of one (.tar.gz, .tgz, .tar, .zip, extracted safely) into a
@@ -78,6 +78,21 @@ def get_from_cache(url, cache_dir):
         write_atomically(path, lambda f: download(url, f), mode="wb")
         write_atomically(path + ".json", lambda f: json.dump({"url": url, "etag": etag}, f), mode="w")
     return path
+
+
+def read_utf8_lines(path):
+    """Yield ``(line_number, text)`` for every line of a UTF-8 text file, without its line ending.
+
+    Lines end at ``\\n`` only (a stray carriage return inside a line stays in it) and a byte-order
+    mark is dropped. A line that is not UTF-8 is a ValueError naming the file and line.
+    """
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{line_number}: not valid UTF-8 ({e.reason})") from None
+            yield line_number, line.rstrip("\r\n")
 
 
 def write_atomically(path, write, mode):

@@ -18,9 +18,12 @@ def load_vocab(vocab_file):
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"{vocab_file}: vocabulary file not found")
     vocab = collections.OrderedDict()
-    with open(vocab_file, encoding="utf-8") as f:
-        for index, line in enumerate(f):
-            vocab[line.rstrip("\r\n")] = index
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            for index, line in enumerate(f):
+                vocab[line.rstrip("\r\n")] = index
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_file}: not valid UTF-8 ({e.reason})") from None
     return vocab
 
 
