@@ -1,4 +1,4 @@
-"""Operation counts and energy of the spiking student against ordinary BERTs (SPEC section 5).
+"""Operation counts and energy of the spiking student against ordinary BERTs.
 
 Everything is per example, over its L real tokens (padding is not counted), summed
 over the T steps simulated for it.
@@ -55,6 +55,7 @@ from typing import Dict, Iterable, Mapping, Optional
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from modules.snn_bert_modules import LayerPopulations
 from transformer.modeling import BertConfig, BertForSequenceClassification
 
 AC_ENERGY_PJ = 0.9
@@ -69,7 +70,6 @@ ACTIVATION_MACS_PER_ELEMENT = 8  # GELU (ELECTRA's count for its tanh form), tan
 # The paper counts synaptic operations; membrane updates are the neurons' own work.
 COUNT_MEMBRANE_UPDATES = False
 
-LAYER_POPULATIONS = ("key", "value", "attention", "self_output", "intermediate", "output")
 
 
 @dataclass(frozen=True)
@@ -94,24 +94,15 @@ class BertSize:
         """Population name -> neurons per token, in the student's population order."""
         widths = {"embedding": self.hidden}
         for layer in self.layer_names():
-            for population in LAYER_POPULATIONS:
+            for population in LayerPopulations._fields:
                 widths[f"{layer}.{population}"] = self.intermediate if population == "intermediate" else self.hidden
         return widths
 
 
-def spike_counts_from_rates(mean_rates, names, lengths, steps, size):
-    """Per-example spike counts from the student's [B, P] mean rates (``output_rates=True``).
-
-    n_p = round(r_p x L x width_p x T), r_p being the mean over real tokens and neurons
-    of population ``names[p]``. Exact while the float32 rate's relative error (about
-    1e-7) times n_p stays under 1/2, i.e. for counts up to a few million; beyond, the
-    counts are off by that relative error. Returns name -> [B] float64.
-    """
-    widths = size.population_widths()
-    width = torch.tensor([widths[name] for name in names], dtype=torch.float64)
-    scale = _per_example(lengths) * _per_example(steps)
-    counts = (_per_example(mean_rates) * width * scale.unsqueeze(-1)).round()
-    return dict(zip(names, counts.unbind(-1)))
+def spike_counts_by_population(population_spikes, names):
+    """name -> [B] spike counts from the student's [B, P] ``population_spikes`` output (real tokens, all
+    neurons, all steps simulated; float64, exact)."""
+    return dict(zip(names, _per_example(population_spikes).unbind(-1)))
 
 
 def accumulates_per_example(spike_counts, lengths, size):

@@ -1,5 +1,7 @@
 """Operation counts and energy (modules/energy.py): against a brute-force count of the
 simulation's own spikes, against the closed form of a BERT forward, and monotone in t_conv."""
+import dataclasses
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -7,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from models import SpikingBertForSequenceClassification
 from modules.energy import (BertSize, accumulates_per_example, bert_multiply_accumulates,
                             matrix_product_multiply_accumulates, multiply_accumulates_per_example,
-                            operation_counts, spike_counts_from_rates, summarise)
-from modules.snn_modules import IFNeurons
+                            operation_counts, spike_counts_by_population, summarise)
+from modules.neurons import IFNeuron
 from transformer.modeling import BertConfig, BertForSequenceClassification
 
 SIZE = BertSize(hidden=16, intermediate=24, heads=2, layers=2, num_labels=2)
@@ -38,19 +40,19 @@ def record_simulated_spikes(monkeypatch):
     The one place that knows the simulation's neuron class.
     """
     trains = {}
-    original = IFNeurons.fire
+    original = IFNeuron.scan
 
-    def fire(self, current, steps):
-        spikes = original(self, current, steps)
-        trains.setdefault(self, []).extend(spikes.view(steps, -1, *spikes.shape[1:]).clone().unbind(0))
+    def scan(self, current, state, steps):
+        spikes = original(self, current, state, steps)
+        trains.setdefault(id(state), []).extend(spikes.view(steps, -1, *spikes.shape[1:]).clone().unbind(0))
         return spikes
 
-    monkeypatch.setattr(IFNeurons, "fire", fire)
+    monkeypatch.setattr(IFNeuron, "scan", scan)
     return trains
 
 
 def brute_force_accumulates(spikes, mask):
-    """Population -> [B] ACs, counted product by product at every step (SPEC 1.1) from the
+    """Population -> [B] ACs, counted product by product at every step from the
     spike trains: nnz of the binary operand at real tokens times the other operand's fan-out."""
     real = mask.bool()[:, :, None]
     queries = mask.sum(1)
@@ -86,11 +88,10 @@ def brute_force_accumulates(spikes, mask):
 
 @torch.no_grad()
 def model_accumulates(model, ids, segments, mask):
-    """ACs from the model's [B, P] rate output, the way an evaluation computes them."""
-    _, _, _, rates = model(ids, segments, mask, output_rates=True)
-    lengths = mask.sum(1)
-    counts = spike_counts_from_rates(rates, model.population_names(), lengths, model.config.t_conv, SIZE)
-    return counts, accumulates_per_example(counts, lengths, SIZE)
+    """ACs from the model's [B, P] spike-count output, the way an evaluation computes them."""
+    outputs = model(ids, segments, mask, output_rates=True)
+    counts = spike_counts_by_population(outputs.population_spikes, model.population_names())
+    return counts, accumulates_per_example(counts, mask.sum(1), SIZE)
 
 
 @pytest.mark.parametrize("t_conv", [1, 3, 8])
@@ -140,7 +141,7 @@ def test_doubling_t_conv_never_lowers_accumulates():
     totals = []
     previous = None
     for t_conv in (1, 2, 4, 8, 16):
-        model.config.t_conv = t_conv
+        model.config.spiking = dataclasses.replace(model.config.spiking, t_conv=t_conv)
         _, acs = model_accumulates(model, *batch)
         if previous is not None:
             for name, value in acs.items():
