@@ -2,6 +2,7 @@
 import argparse
 
 from distill.devices import CPU_ALLOCATORS
+from models.config import SURROGATES, THRESHOLD_SCOPES
 
 
 def add_shared_args(parser, learning_rate, eval_step):
@@ -26,16 +27,43 @@ def add_shared_args(parser, learning_rate, eval_step):
     add_run_args(parser, keep_checkpoints=2)
 
 
+def on_off(value):
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value == "on"
+
+
 def add_spiking_args(parser):
-    """Flags that override the student config's spiking settings (models/config.py SpikingConfig)."""
-    parser.add_argument("--t_conv", type=int, default=None, help="time steps (default: the student config's)")
-    parser.add_argument("--vth", type=float, default=None, help="spiking threshold (default: the student config's)")
-    parser.add_argument("--fresh_student", action="store_true",
-                        help="start from the student config's random initialisation even if its folder has weights")
+    """Flags that override the student config's spiking settings (models/config.py SpikingConfig) and
+    choose how a fresh student starts."""
+    spiking = parser.add_argument_group("spiking settings (default: the student config's)")
+    spiking.add_argument("--t_conv", type=int, default=None, help="time steps")
+    spiking.add_argument("--vth", type=float, default=None, help="firing threshold")
+    spiking.add_argument("--membrane_init", type=float, default=None,
+                         help="membranes start at this fraction of vth (paper 0; 0.5 rounds instead of flooring)")
+    spiking.add_argument("--surrogate", choices=SURROGATES, default=None,
+                         help="training surrogate value: clamp (paper) or grid (the T-step rate grid)")
+    spiking.add_argument("--threshold_scope", choices=THRESHOLD_SCOPES, default=None,
+                         help="one threshold for all neurons (shared, paper), per population or per neuron")
+    spiking.add_argument("--learn_threshold", type=on_off, default=None, metavar="{on,off}",
+                         help="train the per-population or per-neuron thresholds")
+    spiking.add_argument("--train_simulation", type=on_off, default=None, metavar="{on,off}",
+                         help="off: training uses the surrogate's values alone (no simulation; about one BERT "
+                              "training step); evaluation always simulates")
+    start = parser.add_argument_group("how a fresh student starts")
+    start.add_argument("--fresh_student", action="store_true",
+                       help="start from the student config's random initialisation even if its folder has weights")
+    start.add_argument("--init_from_teacher", action="store_true",
+                       help="copy the teacher's embeddings and layers j*M/N into the student first "
+                            "(projected onto leading singular directions where the student is narrower)")
+    start.add_argument("--calibrate_vth", type=float, default=None, metavar="PERCENTILE",
+                       help="set per-population/per-neuron thresholds to this percentile of the positive input "
+                            "currents on the first training batch (needs --threshold_scope population or neuron)")
 
 
-# Spiking flags and the SpikingConfig settings they override.
-SPIKING_FLAGS = ("t_conv", "vth")
+# Flags that override SpikingConfig settings of the same name.
+SPIKING_FLAGS = ("t_conv", "vth", "membrane_init", "surrogate", "threshold_scope", "learn_threshold",
+                 "train_simulation")
 
 
 def spiking_overrides(args):

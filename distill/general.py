@@ -38,6 +38,7 @@ class GeneralDistillation(TrainingScript):
             raise FileNotFoundError(f"--teacher_model {args.teacher_model}: no vocab.txt")
         student_config = read_student_config(args.spiking_student_model, spiking_overrides(args))
         check_compatible(self.teacher_config, student_config)
+        self.check_student_start(student_config, has_teacher=True)
         check_max_seq_length(args.max_seq_length, {"--teacher_model": self.teacher_config,
                                                    "--spiking_student_model": student_config})
         self.student_overrides = {**fit_size_override(student_config, self.teacher_config),
@@ -60,11 +61,16 @@ class GeneralDistillation(TrainingScript):
         spiking = student.config.spiking
         logger.info("student from %s: t_conv %s, vth %s, fit_size %s", student_dir, spiking.t_conv, spiking.vth,
                     student.config.fit_size)
-        teacher_model, student_model = wrap_frozen(teacher, devices), wrap_student(student, devices)
-
         vocab = load_vocab(self.vocab_file)
         memmap_parent = args.output_dir if args.reduce_memory else None
         epochs = epoch_sources(self.epoch_files, args.num_train_epochs, vocab, args.max_seq_length, memmap_parent)
+        if self.resume_from is None and (args.init_from_teacher or args.calibrate_vth is not None):
+            first_epoch = epochs[0].load()
+            try:
+                self.start_student(student, first_epoch, lambda batch: batch, teacher)
+            finally:
+                first_epoch.close()
+        teacher_model, student_model = wrap_frozen(teacher, devices), wrap_student(student, devices)
 
         def loss_fn(batch):
             input_ids, segment_ids, input_mask = batch

@@ -11,8 +11,9 @@ import sys
 from distill.checkpointing import load_training_state, resolve_resume
 from distill.devices import cleanup, configure_cpu_allocator, select_devices
 from distill.runs import check_output_dir, claimed_output_dir, logging_to
-from distill.training import (LoopSettings, TrainingLoop, build_optimizer, check_resume_settings, initial_state,
-                              steps_in_epoch)
+from distill.training import (LoopSettings, TrainingLoop, build_optimizer, check_resume_settings, epoch_order,
+                              initial_state, steps_in_epoch)
+from models.initialisation import calibrate_thresholds, init_from_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,26 @@ class TrainingScript:
 
     def main(self, devices):
         raise NotImplementedError
+
+    def check_student_start(self, student_config, has_teacher):
+        """--init_from_teacher needs a teacher, --calibrate_vth thresholds of the student's own."""
+        args = self.args
+        if getattr(args, "init_from_teacher", False) and not has_teacher:
+            raise ValueError("--init_from_teacher needs a teacher (--teacher_model) in this mode")
+        if getattr(args, "calibrate_vth", None) is not None and not student_config.spiking.per_population_thresholds:
+            raise ValueError("--calibrate_vth needs --threshold_scope population or neuron")
+
+    def start_student(self, student, data, batch_inputs, teacher=None):
+        """--init_from_teacher, then --calibrate_vth on the first training examples (epoch 0's order, four
+        batches); nothing for a resumed run. ``batch_inputs(batch)`` -> (input_ids, token_type_ids, mask)."""
+        args = self.args
+        if self.resume_from is not None:
+            return
+        if args.init_from_teacher:
+            init_from_teacher(student, teacher.state_dict(), teacher.config)
+        if args.calibrate_vth is not None:
+            order = epoch_order(len(data), args.seed, 0)[:4 * args.train_batch_size]
+            calibrate_thresholds(student, *batch_inputs(data.batch(order)), args.calibrate_vth)
 
     def train(self, *, model, bare_model, devices, epochs, loss_fn, on_checkpoint, schedule, vocab_file,
               settings=None):

@@ -30,7 +30,7 @@ import torch
 
 from distill.checkpointing import publish_student
 from distill.cli import check_positive_args, spiking_overrides
-from distill.devices import wrap_frozen, wrap_student
+from distill.devices import unwrap, wrap_frozen, wrap_student
 from distill.evaluation import check_eval_outputs, evaluate, write_eval_files
 from distill.losses import check_compatible, internal_layer_loss, prediction_loss, true_label_loss
 from distill.preflight import (check_max_seq_length, check_same_vocab, fetch_model_args, fit_size_override,
@@ -107,6 +107,10 @@ class TaskDistillation(TrainingScript):
         elif args.teacher_model is not None:
             logger.warning("--teacher_model is not used in this mode")
         check_max_seq_length(args.max_seq_length, configs)
+        if self.mode.trains:
+            self.check_student_start(student_config, has_teacher=self.mode.uses_teacher)
+        elif args.init_from_teacher or args.calibrate_vth is not None:
+            raise ValueError("--init_from_teacher and --calibrate_vth start training; --do_eval only evaluates")
 
         tokenizer = self._tokenizer(student_config)
         if self.mode.trains:
@@ -228,8 +232,10 @@ class TaskDistillation(TrainingScript):
             teacher = BertForSequenceClassification.from_pretrained(args.teacher_model)
             teacher = wrap_frozen(teacher.eval(), devices)
         student = self._load_student(self.resume_from or args.spiking_student_model)
-        student_model = wrap_student(student, devices)
         train_data = TaskFeatures(self.train_features)
+        self.start_student(student, train_data, lambda batch: (batch[0], batch[2], batch[1]),
+                           teacher=unwrap(teacher) if teacher is not None else None)
+        student_model = wrap_student(student, devices)
         logger.info("%d training examples", len(train_data))
 
         def on_checkpoint(state):

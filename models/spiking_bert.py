@@ -143,15 +143,24 @@ class SpikingBertModel(nn.Module):
         simulation.run(self.config.spiking.t_conv)
         return simulation.rates(), simulation.mean_scores() if not self.training else None
 
-    def surrogate(self, embedding_current, mask, feedback_state=None):
-        """The graph on rates: every population outputs its neuron's surrogate rate of its current."""
+    def surrogate(self, embedding_current, mask, feedback_state=None, before_firing=None):
+        """The graph on rates: every population outputs its neuron's surrogate rate of its current.
+
+        ``before_firing(neuron, current)``, when given, sees every population's current before its
+        neuron does (threshold calibration)."""
         steps = self.config.spiking.t_conv
+
+        def surrogate_rate(neuron, current):
+            if before_firing is not None:
+                before_firing(neuron, current)
+            return neuron.surrogate_rate(current, steps)
+
         if self.feedback is not None and feedback_state is not None:
             embedding_current = embedding_current + self.feedback(feedback_state)
-        x = embedding = self.embedding_neuron.surrogate_rate(embedding_current, steps)
+        x = embedding = surrogate_rate(self.embedding_neuron, embedding_current)
         layers, scores = [], []
         for layer in self.layers:
-            fire = {name: (lambda current, neuron=neuron: neuron.surrogate_rate(current, steps))
+            fire = {name: (lambda current, neuron=neuron: surrogate_rate(neuron, current))
                     for name, neuron in layer.neurons.items()}
             outputs, layer_scores = layer(x, mask, fire)
             layers.append(outputs)

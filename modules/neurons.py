@@ -80,6 +80,26 @@ class IFNeuron(nn.Module):
         """The firing threshold: a number, or a tensor broadcasting over the last (neuron) dimension."""
         return self.vth if self.log_threshold is None else self.log_threshold.exp()
 
+    @torch.no_grad()
+    def calibrate(self, current, percentile):
+        """Set the threshold(s) to the ``percentile``-th percentile of the positive input currents
+        (per population, or per neuron over tokens), so that about (100 - percentile)% of the
+        positive currents saturate the rate; a threshold with no positive current stays as it is."""
+        if self.log_threshold is None:
+            raise ValueError("threshold calibration needs threshold_scope 'population' or 'neuron'")
+        positive = current.detach().float().reshape(-1, current.shape[-1]).clamp(min=0)
+        if self.log_threshold.dim() == 0:
+            values = positive[positive > 0]
+            if values.numel():
+                rank = min(values.numel(), max(1, math.ceil(percentile / 100 * values.numel())))
+                self.log_threshold.fill_(math.log(values.kthvalue(rank).values.item()))
+            return
+        # Per neuron: zero currents stand for "no input" and would pull the percentile to 0.
+        masked = torch.where(positive > 0, positive, torch.full_like(positive, float("nan")))
+        thresholds = torch.nanquantile(masked, percentile / 100, dim=0)
+        found = ~torch.isnan(thresholds)
+        self.log_threshold[found] = thresholds[found].log().to(self.log_threshold.dtype)
+
     def extra_repr(self):
         scope = "shared" if self.log_threshold is None else f"own {tuple(self.log_threshold.shape)}"
         return f"vth={self.vth}, membrane_init={self.membrane_init}, surrogate={self.surrogate}, threshold={scope}"
