@@ -7,8 +7,8 @@ import torch
 import data_augmentation
 from augmentation.augmenter import Augmenter, EmbeddingCandidates, MaskedLMCandidates, is_replaceable
 from augmentation.word_vectors import read_glove
+from distill_fixtures import VOCAB, write_vocab
 from glue.processors import get_processor
-from tests.distill_fixtures import VOCAB, write_vocab
 from transformer.modeling import BertConfig, BertForMaskedLM, BertModel
 from transformer.tokenization import BertTokenizer
 

@@ -483,8 +483,7 @@ class BertForMaskedLM(BertPreTrainedModel):
 
         Decoding only the masked positions skips a [L, H] x [H, V] product per sequence.
         """
-        hidden_states, _, _ = self.bert(input_ids, token_type_ids, attention_mask)
-        sequence_output = hidden_states[-1]
+        sequence_output = self.bert(input_ids, token_type_ids, attention_mask)[0][-1]  # the last hidden state
         if masked_positions is not None:
             sequence_output = sequence_output[torch.arange(sequence_output.size(0)), masked_positions]
         return self.cls(sequence_output)
