@@ -4,9 +4,16 @@ Layer map: the teacher has M layers, the student N, M divisible by N, k = M / N;
 hidden state j (0 = embeddings) pairs with teacher hidden state j k, student attention
 layer j (1-based) with teacher layer j k. Internal-layer loss = sum of the attention-score
 MSEs + sum of the hidden-state MSEs; prediction loss = soft cross-entropy at a temperature.
+
+Further KD losses of neighbouring distillers (MiniLM, Patient-KD, hidden-state cosine) are
+selected by name (LOSSES, get_loss).
 """
+import math
+
 import torch
 import torch.nn.functional as F
+
+from transformer.modeling import extended_attention_mask
 
 # Pre-softmax scores at or below this value are masked positions (the mask adds -10000).
 MASKED_SCORE = -100.0
@@ -91,3 +98,131 @@ def true_label_loss(student_logits, labels, output_mode):
     if output_mode == "regression":
         return F.mse_loss(student_logits.float().view(-1), labels.float().view(-1))
     return F.cross_entropy(student_logits.float(), labels.view(-1).long())
+
+
+# ----------------------------------------------------------------------------
+# Further KD losses from neighbouring distillers, selected by name through LOSSES / get_loss.
+
+def _mean_over_heads_and_tokens(values, attention_mask):
+    """Mean of ``values`` [B, A, L] over the heads and the real (mask 1) query rows of the whole batch."""
+    rows = attention_mask[:, None, :].to(values.dtype)
+    return (values * rows).sum() / (rows.sum() * values.size(1))
+
+
+def attention_distribution_kl(student_scores, teacher_scores, attention_mask):
+    """MiniLM's self-attention distribution transfer (Wang et al. 2020, eq. 4).
+
+        A_{a,t} = softmax_k(scores_{a,t,k})
+        L_AT = 1 / (A |x|) * sum_a sum_t KL(A^T_{a,t} || A^S_{a,t})
+
+    ``*_scores``: pre-softmax scores [B, A, L, L] of the same number of heads A (the widths may
+    differ), already masked with -10000 at padded keys, so padded keys have probability 0.
+    ``attention_mask``: [B, L], 1 for tokens, 0 for padding. Normalisation: each (head, query)
+    KL is summed over the keys, then averaged over the heads and over the real query rows of the
+    whole batch, padded query rows left out; without padding this is the paper's 1 / (A |x|) mean
+    per sentence, averaged over the batch.
+    """
+    if student_scores.shape != teacher_scores.shape:
+        raise ValueError(f"attention scores differ in shape: student {tuple(student_scores.shape)}, "
+                         f"teacher {tuple(teacher_scores.shape)} (MiniLM needs equal head counts)")
+    log_student = F.log_softmax(student_scores.float(), dim=-1)
+    log_teacher = F.log_softmax(teacher_scores.float(), dim=-1)
+    kl = F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(dim=-1)
+    return _mean_over_heads_and_tokens(kl, attention_mask)
+
+
+def value_relation(values, attention_mask, num_heads):
+    """MiniLM's value relation scores V_a V_a^T / sqrt(d_k) per head, [B, A, L, L], -10000 at padded keys.
+
+    ``values``: [B, L, H] value vectors, split into ``num_heads`` heads of d_k = H / num_heads.
+    """
+    batch, length, hidden = values.shape
+    if hidden % num_heads:
+        raise ValueError(f"value width {hidden} is not a multiple of {num_heads} heads")
+    head_size = hidden // num_heads
+    heads = values.float().view(batch, length, num_heads, head_size).transpose(1, 2)
+    scores = heads @ heads.transpose(-1, -2) / math.sqrt(head_size)
+    return scores + extended_attention_mask(attention_mask, scores.dtype)
+
+
+def value_relation_kl(student_values, teacher_values, attention_mask, num_heads):
+    """MiniLM's value-relation transfer (Wang et al. 2020, eq. 5-6).
+
+        VR_a = softmax(V_a V_a^T / sqrt(d_k))
+        L_VR = 1 / (A |x|) * sum_a sum_t KL(VR^T_{a,t} || VR^S_{a,t})
+
+    ``*_values``: [B, L, H_s] and [B, L, H_t], each split into ``num_heads`` heads with its own
+    d_k, so the widths and head sizes may differ. Masking and normalisation as in
+    ``attention_distribution_kl``.
+    """
+    return attention_distribution_kl(value_relation(student_values, attention_mask, num_heads),
+                                     value_relation(teacher_values, attention_mask, num_heads), attention_mask)
+
+
+def minilm_loss(student_scores, student_values, teacher_scores, teacher_values, attention_mask, num_heads):
+    """MiniLM's deep self-attention distillation of the last layer: L_AT + L_VR.
+
+    Returns (total, attention_kl, value_relation_kl); arguments as in ``attention_distribution_kl``
+    and ``value_relation_kl``.
+    """
+    attention = attention_distribution_kl(student_scores, teacher_scores, attention_mask)
+    values = value_relation_kl(student_values, teacher_values, attention_mask, num_heads)
+    return attention + values, attention, values
+
+
+def patient_kd_loss(student_reps, teacher_hiddens):
+    """Patient-KD's normalised [CLS] loss on the intermediate layers (Sun et al. 2019, eq. 3).
+
+        L_PT = sum_j || h^s_j / ||h^s_j||_2 - h^t_{I(j)} / ||h^t_{I(j)}||_2 ||_2^2
+
+    h = the hidden state at position 0 ([CLS]); j runs over the student's intermediate layers
+    1..N-1 (the last layer is left to prediction KD) and I(j) = j k is layer_map's teacher layer
+    (PKD-skip). ``student_reps``: N + 1 tensors [B, L, H] (embeddings first, already fitted to the
+    teacher's width H), ``teacher_hiddens``: M + 1 tensors [B, L, H]. Averaged over the batch, where
+    the paper sums over the training examples; PKD's published code takes an MSE instead, i.e. this
+    value divided by the number of layers and by H.
+    """
+    hidden_pairs, _ = layer_map(len(teacher_hiddens) - 1, len(student_reps) - 1)
+    intermediate = hidden_pairs[1:-1]
+    if not intermediate:
+        raise ValueError("Patient-KD distils intermediate layers: the student needs at least 2 layers")
+    loss = 0.0
+    for s, t in intermediate:
+        student = F.normalize(student_reps[s][:, 0].float(), dim=-1)
+        teacher = F.normalize(teacher_hiddens[t][:, 0].float(), dim=-1)
+        if student.shape != teacher.shape:
+            raise ValueError(f"[CLS] states differ in shape: student {tuple(student.shape)}, "
+                             f"teacher {tuple(teacher.shape)}")
+        loss = loss + (student - teacher).pow(2).sum(dim=-1).mean()
+    return loss
+
+
+def hidden_cosine(student_rep, teacher_hidden):
+    """1 - cos(student_i, teacher_i) for every position i of [B, L, H], averaged over all B L positions.
+
+    Padded positions count, as in ``hidden_mse`` (and the reference's MSE), so the two are
+    interchangeable; unlike the MSE it ignores each vector's length.
+    """
+    return (1 - F.cosine_similarity(student_rep.float(), teacher_hidden.float(), dim=-1)).mean()
+
+
+# Losses by name. Call signatures by kind:
+#   attention_mse(student_scores, teacher_scores) for one mapped layer pair;
+#   hidden_mse / hidden_cosine(student_rep, teacher_hidden) for one mapped layer pair;
+#   minilm(student_scores, student_values, teacher_scores, teacher_values, attention_mask, num_heads)
+#     on the last layers, -> (total, attention_kl, value_relation_kl);
+#   patient_kd(student_reps, teacher_hiddens) on the whole lists.
+LOSSES = {
+    "attention_mse": attention_mse,
+    "hidden_mse": hidden_mse,
+    "hidden_cosine": hidden_cosine,
+    "minilm": minilm_loss,
+    "patient_kd": patient_kd_loss,
+}
+
+
+def get_loss(name):
+    """The loss registered as ``name``; a ValueError listing the known names otherwise."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}")
+    return LOSSES[name]

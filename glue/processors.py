@@ -68,25 +68,45 @@ class DataProcessor:
         """Every dev set the task is evaluated on, by task name (MNLI has two)."""
         return {self.name: self.get_dev_examples(data_dir)}
 
-    def read_examples(self, path, split):
+    @property
+    def text_columns(self):
+        """The columns that hold text: (text_a,) or (text_a, text_b)."""
+        return tuple(c for c in (self.text_a_column, self.text_b_column) if c is not None)
+
+    def header(self, path):
+        """The header row's columns of a split file, or None for a task without a header."""
+        if not self.has_header:
+            return None
+        return next(read_tsv(path), (None, None))[1]
+
+    def rows(self, path):
+        """Yield ``(line_number, columns)`` for every data row of a split file (header skipped).
+
+        A row with too few columns is an error, or, for QQP, skipped and counted in one warning.
+        """
         needed = self.min_columns or max(c for c in (self.text_a_column, self.text_b_column, self.label_column)
                                          if c is not None) + 1
-        rows = read_tsv(path)
+        lines = read_tsv(path)
         if self.has_header:
-            next(rows, None)
-        examples, short_rows = [], 0
-        for line_number, row in rows:
+            next(lines, None)
+        short_rows = 0
+        for line_number, row in lines:
             if len(row) < needed:
                 if self.skip_short_rows:
                     short_rows += 1
                     continue
                 raise ValueError(f"{path}:{line_number}: expected at least {needed} tab-separated columns, "
                                  f"found {len(row)}")
+            yield line_number, row
+        if short_rows:
+            logger.warning("%s: skipped %d rows with missing columns", path, short_rows)
+
+    def read_examples(self, path, split):
+        examples = []
+        for line_number, row in self.rows(path):
             label = self.parse_label(row[self.label_column], path, line_number)
             text_b = row[self.text_b_column] if self.text_b_column is not None else None
             examples.append(InputExample(f"{split}-{line_number}", row[self.text_a_column], text_b, label))
-        if short_rows:
-            logger.warning("%s: skipped %d rows with missing columns", path, short_rows)
         if not examples:
             raise ValueError(f"{path}: no examples")
         return examples

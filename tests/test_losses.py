@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.losses import (attention_mse, check_compatible, internal_layer_loss, layer_map, prediction_loss,
-                            soft_cross_entropy, true_label_loss)
+from distill.losses import (LOSSES, attention_distribution_kl, attention_mse, check_compatible, get_loss,
+                            hidden_cosine, hidden_mse, internal_layer_loss, layer_map, minilm_loss, patient_kd_loss,
+                            prediction_loss, soft_cross_entropy, true_label_loss, value_relation_kl)
 from transformer.modeling import BertConfig, BertModelOutput
 
 
@@ -83,3 +84,121 @@ def test_prediction_and_true_label_losses():
     teacher = torch.tensor([[0.0, 5.0], [5.0, 0.0]])
     assert prediction_loss(logits, teacher, labels, "classification", 1.0).item() == pytest.approx(
         soft_cross_entropy(logits, teacher).item())
+
+
+# MiniLM, Patient-KD and cosine losses: each against a direct computation of its paper's formula.
+
+def padded_batch(generator, heads=2, length=5):
+    """Random masked scores for two sentences, the second with its last two tokens padded."""
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, -2:] = 0
+    pad_keys = (1 - mask[:, None, None, :].float()) * -10000.0
+
+    def scores():
+        return torch.randn(2, heads, length, length, generator=generator) + pad_keys
+
+    return mask, scores
+
+
+def reference_kl_mean(teacher_rows, student_rows, mask):
+    """1 / (A |x|) sum over heads and real query rows of KL(softmax(teacher) || softmax(student)), both
+    softmaxes over the real keys only, averaged over the batch's real rows; *_rows(b, a, t) -> a row."""
+    total, rows = 0.0, 0
+    for b in range(mask.size(0)):
+        real = int(mask[b].sum())
+        for a in range(2):
+            for t in range(real):
+                p = torch.softmax(teacher_rows(b, a, t)[:real], 0)
+                log_q = torch.log_softmax(student_rows(b, a, t)[:real], 0)
+                total = total + F.kl_div(log_q, p, reduction="sum")
+                rows += 1
+    return total / rows
+
+
+def test_attention_distribution_kl_is_minilm_eq4_over_real_tokens():
+    generator = torch.Generator().manual_seed(0)
+    mask, scores = padded_batch(generator)
+    student, teacher = scores().requires_grad_(), scores()
+    loss = attention_distribution_kl(student, teacher, mask)
+    expected = reference_kl_mean(lambda b, a, t: teacher[b, a, t], lambda b, a, t: student[b, a, t], mask)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() > 0.1
+    loss.backward()
+    assert torch.count_nonzero(student.grad[1, :, -2:]) == 0  # padded query rows do not count
+    assert torch.all(student.grad[0].abs().sum(-1) > 0)
+    # Softmax ignores a constant per row: shifted scores are identical distributions.
+    shifted = teacher + torch.randn(2, 2, 5, 1, generator=generator)
+    assert attention_distribution_kl(shifted, teacher, mask).item() == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="equal head counts"):
+        attention_distribution_kl(student[:, :1], teacher, mask)
+
+
+def test_value_relation_kl_is_minilm_eq6_across_widths():
+    generator = torch.Generator().manual_seed(1)
+    mask, _ = padded_batch(generator)
+    student = torch.randn(2, 5, 4, generator=generator, requires_grad=True)  # 2 heads of 2
+    teacher = torch.randn(2, 5, 6, generator=generator)  # 2 heads of 3
+
+    def relation_rows(values, head_size):
+        def row(b, a, t):
+            v = values[b, :, a * head_size:(a + 1) * head_size]
+            return v @ v[t] / math.sqrt(head_size)
+        return row
+
+    loss = value_relation_kl(student, teacher, mask, num_heads=2)
+    expected = reference_kl_mean(relation_rows(teacher, 3), relation_rows(student, 2), mask)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert torch.count_nonzero(student.grad[1, -2:]) == 0  # padded tokens are neither queries nor keys
+    assert torch.all(student.grad[0].abs().sum(-1) > 0)
+    same = torch.randn(2, 5, 6, generator=generator)
+    assert value_relation_kl(same, same, mask, num_heads=2).item() == pytest.approx(0, abs=1e-6)
+
+    scores_s, scores_t = torch.randn(2, 2, 5, 5, generator=generator), torch.randn(2, 2, 5, 5, generator=generator)
+    total, attention, values = minilm_loss(scores_s, student, scores_t, teacher, mask, num_heads=2)
+    assert values.item() == pytest.approx(loss.item())
+    assert total.item() == pytest.approx(attention.item() + values.item())
+    total, _, _ = minilm_loss(scores_t, same, scores_t, same, mask, num_heads=2)
+    assert total.item() == pytest.approx(0, abs=1e-6)
+
+
+def test_patient_kd_loss_is_pkd_eq3_on_intermediate_cls_states():
+    generator = torch.Generator().manual_seed(2)
+    teacher = [torch.randn(3, 4, 6, generator=generator) for _ in range(7)]  # 6 layers + embeddings
+    student = [torch.randn(3, 4, 6, generator=generator, requires_grad=True) for _ in range(4)]  # 3 layers
+    loss = patient_kd_loss(student, teacher)
+    expected = 0.0
+    for j, teacher_layer in ((1, 2), (2, 4)):  # student layers 1..N-1 against teacher layer 2j
+        for i in range(3):
+            s, t = student[j][i, 0], teacher[teacher_layer][i, 0]
+            expected += ((s / s.norm() - t / t.norm()) ** 2).sum().item() / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert student[0].grad is None and student[3].grad is None  # embeddings and last layer: not distilled
+    assert torch.count_nonzero(student[1].grad[:, 1:]) == 0 and torch.all(student[1].grad[:, 0].abs().sum(-1) > 0)
+    scaled = [h * 3 for h in teacher[::2]]  # the teacher's mapped states at another scale
+    assert patient_kd_loss(scaled, teacher).item() == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2 layers"):
+        patient_kd_loss(student[:2], teacher)
+
+
+def test_hidden_cosine_is_one_minus_cosine_per_token_pads_included():
+    generator = torch.Generator().manual_seed(3)
+    student = torch.randn(2, 3, 4, generator=generator, requires_grad=True)
+    teacher = torch.randn(2, 3, 4, generator=generator)
+    loss = hidden_cosine(student, teacher)
+    expected = sum(1 - (student[b, i] @ teacher[b, i]).item() / (student[b, i].norm() * teacher[b, i].norm()).item()
+                   for b in range(2) for i in range(3)) / 6
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert torch.all(student.grad.abs().sum(-1) > 0)
+    assert hidden_cosine(teacher * 2.5, teacher).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_losses_are_selected_by_name():
+    assert get_loss("minilm") is minilm_loss and get_loss("hidden_cosine") is hidden_cosine
+    assert get_loss("patient_kd") is patient_kd_loss and get_loss("hidden_mse") is hidden_mse
+    assert set(LOSSES) == {"attention_mse", "hidden_mse", "hidden_cosine", "minilm", "patient_kd"}
+    with pytest.raises(ValueError, match="unknown loss 'pkd'; known losses: attention_mse, hidden_mse, "
+                                         "hidden_cosine, minilm, patient_kd"):
+        get_loss("pkd")

@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from transformer.checkpoint import CONFIG_NAME, LEGACY_WEIGHTS_NAME, VOCAB_NAME, WEIGHTS_NAME
-from transformer.modeling import BertConfig, BertForSequenceClassification, BertModel
+from transformer.modeling import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 from transformer.tokenization import BertTokenizer
 
 SENTENCES = [
@@ -214,3 +214,47 @@ def test_missing_files_give_clear_errors(tmp_path):
         BertModel.from_pretrained(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="not found"):
         BertModel.from_pretrained(str(tmp_path / "absent"))
+
+
+def test_masked_lm_matches_transformers_and_round_trips(tmp_path):
+    """A Hugging Face BertForMaskedLM checkpoint (tied decoder omitted on save) gives the same logits."""
+    torch.manual_seed(0)
+    reference_config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                               num_attention_heads=4, intermediate_size=32,
+                                               max_position_embeddings=20)
+    reference = transformers.BertForMaskedLM(reference_config).eval()
+    with torch.no_grad():  # a non-zero output bias, so that loading it is checked
+        reference.cls.predictions.bias.normal_()
+    reference.save_pretrained(tmp_path / "hf")
+    ours = BertForMaskedLM.from_pretrained(str(tmp_path / "hf")).eval()
+    info = ours.loading_info
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and info["mismatched_keys"] == []
+    assert ours.cls.predictions.decoder.weight is ours.bert.embeddings.word_embeddings.weight
+    assert ours.cls.predictions.decoder.bias is ours.cls.predictions.bias
+
+    input_ids, token_type_ids, attention_mask = tiny_inputs()
+    with torch.no_grad():
+        logits = ours(input_ids, token_type_ids, attention_mask)
+        expected = reference(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask).logits
+        positions = torch.tensor([0, 4, 6])
+        at_positions = ours(input_ids, token_type_ids, attention_mask, masked_positions=positions)
+    assert logits.shape == (3, 7, 50)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(at_positions, logits[torch.arange(3), positions], rtol=0, atol=1e-6)
+
+    ours.save_pretrained(tmp_path / "ours")
+    saved = BertForMaskedLM.from_pretrained(str(tmp_path / "ours")).eval()
+    assert saved.loading_info["missing_keys"] == [] and saved.loading_info["unexpected_keys"] == []
+    with torch.no_grad():
+        assert torch.equal(saved(input_ids, token_type_ids, attention_mask), logits)
+
+
+def test_masked_lm_head_is_missing_from_an_encoder_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    BertModel(tiny_config()).save_pretrained(tmp_path / "encoder")
+    model = BertForMaskedLM.from_pretrained(str(tmp_path / "encoder"))
+    assert sorted(model.loading_info["missing_keys"]) == [
+        "cls.predictions.bias", "cls.predictions.transform.LayerNorm.bias", "cls.predictions.transform.LayerNorm.weight",
+        "cls.predictions.transform.dense.bias", "cls.predictions.transform.dense.weight"]
+    assert model.loading_info["unexpected_keys"] == []
+    assert sorted(model.loading_info["ignored_keys"]) == ["pooler.dense.bias", "pooler.dense.weight"]

@@ -16,7 +16,7 @@ import tempfile
 from contextlib import contextmanager
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,15 @@ def load_weights(model_dir):
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors, found {type(state).__name__}")
     return state
+
+
+def weight_names(model_dir):
+    """Names of the tensors in ``model_dir``'s weights; a safetensors file is read without its data."""
+    path = weights_file(model_dir)
+    if path is not None and path.endswith(".safetensors"):
+        with safe_open(path, framework="pt") as f:
+            return set(f.keys())
+    return set(load_weights(model_dir))
 
 
 def read_json(path):

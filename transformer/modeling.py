@@ -1,4 +1,4 @@
-"""BERT in plain PyTorch: configuration, model, sequence-classification head."""
+"""BERT in plain PyTorch: configuration, model, sequence-classification and masked-LM heads."""
 import copy
 import json
 import logging
@@ -266,8 +266,9 @@ class BertPooler(nn.Module):
 # Loading and saving.
 
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
-# Keys of checkpoints that carry nothing this package uses: pre-training heads and the
-# position-id buffer older transformers versions saved.
+# Keys of checkpoints that carry nothing a model uses: pre-training heads (for every model but
+# the masked LM, see BertPreTrainedModel.ignored_prefixes) and the position-id buffer older
+# transformers versions saved.
 IGNORED_PREFIXES = ("cls.",)
 IGNORED_KEYS = ("embeddings.position_ids", "bert.embeddings.position_ids")
 
@@ -292,17 +293,21 @@ def load_pretrained_state(model, state_dict, source=""):
     The report has ``missing_keys`` (left at their initial values), ``unexpected_keys``
     (not used), ``mismatched_keys`` (shape differs, left at their initial values, e.g.
     a classifier with another label count; ``file_shapes`` gives their shapes in the
-    checkpoint) and ``ignored_keys`` (pre-training heads
-    ``cls.*`` and the ``position_ids`` buffer, dropped without a warning).
+    checkpoint) and ``ignored_keys`` (the model's ``ignored_prefixes``, by default the
+    pre-training heads ``cls.*``, its ``tied_keys`` and the ``position_ids`` buffer, dropped
+    without a warning). Tied parameters are never reported missing: they are loaded under
+    the name of the tensor they share.
     """
     own = model.state_dict()
+    ignored_prefixes = getattr(model, "ignored_prefixes", IGNORED_PREFIXES)
+    tied = getattr(model, "tied_keys", ())
     ignored, unexpected, mismatched = [], [], []
     renamed, file_shapes = {}, {}
     for key, value in state_dict.items():
-        if key.startswith(IGNORED_PREFIXES) or key in IGNORED_KEYS:
+        name = _rename_key(key, own)
+        if key.startswith(ignored_prefixes) or key in IGNORED_KEYS or name in tied:
             ignored.append(key)
             continue
-        name = _rename_key(key, own)
         if name not in own:
             unexpected.append(key)
         elif own[name].shape != value.shape:
@@ -310,7 +315,7 @@ def load_pretrained_state(model, state_dict, source=""):
             file_shapes[name] = tuple(value.shape)
         else:
             renamed[name] = value
-    missing = [key for key in own if key not in renamed and key not in mismatched]
+    missing = [key for key in own if key not in renamed and key not in mismatched and key not in tied]
     model.load_state_dict(renamed, strict=False)
     if ignored:
         logger.info("%s: ignored %d pre-training head / buffer keys: %s", source, len(ignored), ", ".join(ignored))
@@ -327,6 +332,11 @@ def load_pretrained_state(model, state_dict, source=""):
 
 class BertPreTrainedModel(nn.Module):
     """Weight initialisation, ``from_pretrained`` and ``save_pretrained`` shared by BERT models."""
+
+    # Checkpoint keys the model has no use for, dropped on loading without a warning.
+    ignored_prefixes = IGNORED_PREFIXES
+    # Parameters that are another parameter under a second name: neither saved nor loaded.
+    tied_keys = ()
 
     def __init__(self, config):
         super().__init__()
@@ -360,24 +370,31 @@ class BertPreTrainedModel(nn.Module):
 
     def save_pretrained(self, model_dir, vocab_file=None, overwrite=False):
         """Atomically write weights (safetensors), config and optionally a copy of ``vocab_file``."""
-        save_model_dir(model_dir, self.state_dict(), self.config.to_dict(), vocab_file=vocab_file, overwrite=overwrite)
+        # safetensors refuses tensors that share memory; a tied parameter is saved once, under its owner's name.
+        state_dict = {k: v for k, v in self.state_dict().items() if k not in self.tied_keys}
+        save_model_dir(model_dir, state_dict, self.config.to_dict(), vocab_file=vocab_file, overwrite=overwrite)
 
 
 class BertModel(BertPreTrainedModel):
-    """BERT encoder returning every hidden state, every layer's attention scores and the pooled output."""
+    """BERT encoder returning every hidden state, every layer's attention scores and the pooled output.
 
-    def __init__(self, config):
+    ``add_pooling_layer=False`` leaves the pooler out (the masked LM does not use it); the pooled
+    output is then None.
+    """
+
+    def __init__(self, config, add_pooling_layer=True):
         super().__init__(config)
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
-        self.pooler = BertPooler(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
         self.apply(self.init_weights)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """BertModelOutput with hidden_states, attention_scores and pooled_output."""
         embedding_output, mask = embed_inputs(self.embeddings, input_ids, token_type_ids, attention_mask)
         hidden_states, attention_scores = self.encoder(embedding_output, mask)
-        return BertModelOutput(hidden_states, attention_scores, self.pooler(hidden_states[-1]))
+        pooled_output = self.pooler(hidden_states[-1]) if self.pooler is not None else None
+        return BertModelOutput(hidden_states, attention_scores, pooled_output)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -417,3 +434,67 @@ class BertForSequenceClassification(BertPreTrainedModel):
         else:
             logits = self.classifier(self.dropout(outputs.pooled_output))
         return outputs._replace(logits=logits)
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = get_activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states):
+        return self.LayerNorm(self.activation(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """logits = decoder(transform(h)) + bias, the decoder's weight being the word-embedding matrix."""
+
+    def __init__(self, config, word_embeddings):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder.weight = word_embeddings.weight
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder.bias = self.bias  # Hugging Face's names: the bias is reachable under both
+
+    def forward(self, hidden_states):
+        return self.decoder(self.transform(hidden_states))
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config, word_embeddings):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, word_embeddings)
+
+    def forward(self, hidden_states):
+        return self.predictions(hidden_states)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """BERT with its masked-language-model head ``cls.predictions`` (Hugging Face's module names).
+
+    Loads the pre-training head of Hugging Face and original BERT checkpoints (which the other
+    models ignore); a checkpoint without it leaves ``cls.predictions.*`` in
+    ``loading_info["missing_keys"]``. The pooler is not part of the model, so checkpoint pooler
+    weights are ignored.
+    """
+
+    ignored_prefixes = ("bert.pooler.", "pooler.", "cls.seq_relationship.")
+    tied_keys = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings)
+        self.cls.predictions.transform.apply(self.init_weights)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_positions=None):
+        """Vocabulary logits [B, L, V]; with ``masked_positions`` ([B] indices) only at those, [B, V].
+
+        Decoding only the masked positions skips a [L, H] x [H, V] product per sequence.
+        """
+        sequence_output = self.bert(input_ids, token_type_ids, attention_mask).hidden_states[-1]
+        if masked_positions is not None:
+            sequence_output = sequence_output[torch.arange(sequence_output.size(0)), masked_positions]
+        return self.cls(sequence_output)

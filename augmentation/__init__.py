@@ -1,0 +1,1 @@
+"""TinyBERT's data augmentation of GLUE training sets: word candidates, sampling, word vectors."""
