@@ -2,6 +2,7 @@
 import argparse
 
 from distill.devices import CPU_ALLOCATORS
+from distill.losses import LOSSES, PAPER_LOSSES
 from models.config import SURROGATES, THRESHOLD_SCOPES
 
 
@@ -24,6 +25,9 @@ def add_shared_args(parser, learning_rate, eval_step):
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--eval_step", type=int, default=eval_step,
                         help="optimisation steps between checkpoints (and dev evaluations)")
+    parser.add_argument("--kd_losses", nargs="+", choices=list(LOSSES), default=list(PAPER_LOSSES), metavar="LOSS",
+                        help=f"internal-layer KD terms, summed (choices: {', '.join(LOSSES)}; default: the "
+                             "paper's attention_mse hidden_mse)")
     add_run_args(parser, keep_checkpoints=2)
 
 

@@ -37,7 +37,7 @@ class GeneralDistillation(TrainingScript):
         if self.vocab_file is None:
             raise FileNotFoundError(f"--teacher_model {args.teacher_model}: no vocab.txt")
         student_config = read_student_config(args.spiking_student_model, spiking_overrides(args))
-        check_compatible(self.teacher_config, student_config)
+        check_compatible(self.teacher_config, student_config, self.args.kd_losses)
         self.check_student_start(student_config, has_teacher=True)
         check_max_seq_length(args.max_seq_length, {"--teacher_model": self.teacher_config,
                                                    "--spiking_student_model": student_config})
@@ -72,11 +72,14 @@ class GeneralDistillation(TrainingScript):
                 first_epoch.close()
         teacher_model, student_model = wrap_frozen(teacher, devices), wrap_student(student, devices)
 
+        output_values = "minilm" in args.kd_losses
+
         def loss_fn(batch):
             input_ids, segment_ids, input_mask = batch
             with torch.no_grad():
-                teacher_outputs = teacher_model(input_ids, segment_ids, input_mask)
-            return internal_layer_loss(student_model(input_ids, segment_ids, input_mask), teacher_outputs)
+                teacher_outputs = teacher_model(input_ids, segment_ids, input_mask, output_values=output_values)
+            return internal_layer_loss(student_model(input_ids, segment_ids, input_mask), teacher_outputs,
+                                       input_mask, args.kd_losses)
 
         def on_checkpoint(_state):
             if devices.is_main:

@@ -37,12 +37,16 @@ def layer_map(teacher_layers, student_layers):
     return hidden_pairs, attention_pairs
 
 
-def check_compatible(teacher_config, student_config):
-    """Raise ValueError when internal-layer KD cannot pair these two models."""
+def check_compatible(teacher_config, student_config, losses=("attention_mse",)):
+    """Raise ValueError when internal-layer KD with ``losses`` cannot pair these two models."""
     layer_map(teacher_config.num_hidden_layers, student_config.num_hidden_layers)
-    if teacher_config.num_attention_heads != student_config.num_attention_heads:
+    if "patient_kd" in losses and student_config.num_hidden_layers < 2:
+        raise ValueError("the patient_kd loss distils intermediate layers: the student needs at least 2 layers")
+    needs_heads = [name for name in losses if name in ("attention_mse", "minilm")]
+    if needs_heads and teacher_config.num_attention_heads != student_config.num_attention_heads:
         raise ValueError(f"attention heads differ: teacher {teacher_config.num_attention_heads}, "
-                         f"student {student_config.num_attention_heads} (attention KD needs equal head counts)")
+                         f"student {student_config.num_attention_heads} ({', '.join(needs_heads)} needs equal "
+                         "head counts)")
 
 
 def attention_mse(student_scores, teacher_scores):
@@ -54,24 +58,6 @@ def attention_mse(student_scores, teacher_scores):
 
 def hidden_mse(student_rep, teacher_hidden):
     return F.mse_loss(student_rep.float(), teacher_hidden.float())
-
-
-def internal_layer_loss(student, teacher):
-    """Internal-layer KD between two model outputs (SpikingBertOutput / BertModelOutput).
-
-    The sum of the mapped attention MSEs plus the sum of the mapped hidden-state MSEs;
-    returns {"loss", "att_loss", "rep_loss"}. Every MSE is a mean over all elements of the
-    batch's [B, A, L, L] or [B, L, H] tensors, padded positions included (only masked
-    attention entries are zeroed), as in the reference.
-    """
-    student_attentions, teacher_attentions = student.attention_scores, teacher.attention_scores
-    student_hiddens, teacher_hiddens = student.hidden_states, teacher.hidden_states
-    hidden_pairs, attention_pairs = layer_map(len(teacher_attentions), len(student_attentions))
-    if len(student_hiddens) != len(student_attentions) + 1 or len(teacher_hiddens) != len(teacher_attentions) + 1:
-        raise ValueError("expected one more hidden state than attention layers for both models")
-    attention_loss = sum(attention_mse(student_attentions[s], teacher_attentions[t]) for s, t in attention_pairs)
-    hidden_loss = sum(hidden_mse(student_hiddens[s], teacher_hiddens[t]) for s, t in hidden_pairs)
-    return {"loss": attention_loss + hidden_loss, "att_loss": attention_loss, "rep_loss": hidden_loss}
 
 
 def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0):
@@ -206,23 +192,74 @@ def hidden_cosine(student_rep, teacher_hidden):
     return (1 - F.cosine_similarity(student_rep.float(), teacher_hidden.float(), dim=-1)).mean()
 
 
-# Losses by name. Call signatures by kind:
-#   attention_mse(student_scores, teacher_scores) for one mapped layer pair;
-#   hidden_mse / hidden_cosine(student_rep, teacher_hidden) for one mapped layer pair;
-#   minilm(student_scores, student_values, teacher_scores, teacher_values, attention_mask, num_heads)
-#     on the last layers, -> (total, attention_kl, value_relation_kl);
-#   patient_kd(student_reps, teacher_hiddens) on the whole lists.
+# ----------------------------------------------------------------------------
+# Internal-layer KD: a sum of named terms, each computed from two model outputs.
+
+def last_layer_values(outputs):
+    """The last layer's value vectors: a spiking student's value-population rates, a BERT's last_values."""
+    rates = getattr(outputs, "rates", None)
+    if rates is not None:
+        return rates.layers[-1].value
+    if outputs.last_values is None:
+        raise ValueError("the minilm loss needs the teacher's value vectors (call it with output_values=True)")
+    return outputs.last_values
+
+
+def attention_mse_term(student, teacher, attention_mask):
+    """The paper's attention loss: sum of attention_mse over the mapped layer pairs."""
+    _, attention_pairs = layer_map(len(teacher.attention_scores), len(student.attention_scores))
+    return sum(attention_mse(student.attention_scores[s], teacher.attention_scores[t]) for s, t in attention_pairs)
+
+
+def hidden_term(pair_loss):
+    """A hidden-state loss summed over the mapped pairs (student hidden state j, teacher j k)."""
+    def term(student, teacher, attention_mask):
+        hidden_pairs, _ = layer_map(len(teacher.hidden_states) - 1, len(student.hidden_states) - 1)
+        return sum(pair_loss(student.hidden_states[s], teacher.hidden_states[t]) for s, t in hidden_pairs)
+    return term
+
+
+def minilm_term(student, teacher, attention_mask):
+    """MiniLM on the last layers: attention-distribution KL + value-relation KL."""
+    total, _, _ = minilm_loss(student.attention_scores[-1], last_layer_values(student), teacher.attention_scores[-1],
+                              last_layer_values(teacher), attention_mask, teacher.attention_scores[-1].shape[1])
+    return total
+
+
+def patient_kd_term(student, teacher, attention_mask):
+    return patient_kd_loss(student.hidden_states, teacher.hidden_states)
+
+
+# Internal-layer KD terms by name (--kd_losses); each is term(student_outputs, teacher_outputs, attention_mask).
 LOSSES = {
-    "attention_mse": attention_mse,
-    "hidden_mse": hidden_mse,
-    "hidden_cosine": hidden_cosine,
-    "minilm": minilm_loss,
-    "patient_kd": patient_kd_loss,
+    "attention_mse": attention_mse_term,
+    "hidden_mse": hidden_term(hidden_mse),
+    "hidden_cosine": hidden_term(hidden_cosine),
+    "minilm": minilm_term,
+    "patient_kd": patient_kd_term,
 }
+PAPER_LOSSES = ("attention_mse", "hidden_mse")
+# The names the paper's two terms are logged under.
+LOG_NAMES = {"attention_mse": "att_loss", "hidden_mse": "rep_loss"}
 
 
 def get_loss(name):
-    """The loss registered as ``name``; a ValueError listing the known names otherwise."""
+    """The loss term registered as ``name``; a ValueError listing the known names otherwise."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}")
     return LOSSES[name]
+
+
+def internal_layer_loss(student, teacher, attention_mask=None, losses=PAPER_LOSSES):
+    """Internal-layer KD between two model outputs (SpikingBertOutput / BertModelOutput): the sum of
+    the named terms; returns {"loss": total, and each term under its log name}.
+
+    The paper's terms: the attention MSEs of the mapped layers (pre-softmax scores, masked entries
+    zeroed in both) plus the hidden-state MSEs of the mapped states, each a mean over all elements
+    of the batch tensors, padded positions included, as in the reference.
+    """
+    if len(student.hidden_states) != len(student.attention_scores) + 1 or \
+            len(teacher.hidden_states) != len(teacher.attention_scores) + 1:
+        raise ValueError("expected one more hidden state than attention layers for both models")
+    terms = {LOG_NAMES.get(name, name): get_loss(name)(student, teacher, attention_mask) for name in losses}
+    return {"loss": sum(terms.values()), **terms}

@@ -143,7 +143,7 @@ class TaskDistillation(TrainingScript):
                              f"{len(self.label_list)}")
         check_same_vocab(args.teacher_model, args.spiking_student_model)
         if self.mode.loss == "internal_layer":
-            check_compatible(teacher_config, student_config)
+            check_compatible(teacher_config, student_config, args.kd_losses)
             self.student_overrides.update(fit_size_override(student_config, teacher_config))
         return teacher_config
 
@@ -264,6 +264,8 @@ class TaskDistillation(TrainingScript):
     def _loss_fn(self, student_model, teacher):
         """loss(batch) -> dict of losses of the mode ("loss" is optimised, the rest logged)."""
         output_mode, temperature, loss = self.output_mode, self.args.temperature, self.mode.loss
+        kd_losses = self.args.kd_losses
+        output_values = loss == "internal_layer" and "minilm" in kd_losses
 
         def loss_fn(batch):
             input_ids, input_mask, segment_ids, labels = batch
@@ -271,9 +273,9 @@ class TaskDistillation(TrainingScript):
             if loss == "true_label":
                 return {"loss": true_label_loss(student.logits, labels, output_mode)}
             with torch.no_grad():
-                teacher_outputs = teacher(input_ids, segment_ids, input_mask)
+                teacher_outputs = teacher(input_ids, segment_ids, input_mask, output_values=output_values)
             if loss == "internal_layer":
-                return internal_layer_loss(student, teacher_outputs)
+                return internal_layer_loss(student, teacher_outputs, input_mask, kd_losses)
             return {"loss": prediction_loss(student.logits, teacher_outputs.logits, labels, output_mode, temperature)}
 
         return loss_fn

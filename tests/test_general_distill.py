@@ -161,3 +161,15 @@ def test_bf16_autocast_trains_close_to_float32(inputs, tmp_path):
     assert "bf16 True" in (tmp_path / "bf16" / "log.txt").read_text()
     fp32, bf16 = logged_losses(tmp_path / "fp32"), logged_losses(tmp_path / "bf16")
     assert fp32 != bf16 and bf16[-1] == pytest.approx(fp32[-1], rel=0.05)
+
+
+def test_kd_losses_flag_selects_the_terms(inputs, tmp_path, capsys):
+    out = tmp_path / "general"
+    general.main(args_for(inputs, out, "--kd_losses", "minilm", "hidden_cosine", "--num_train_epochs", "1"))
+    log = (out / "log.txt").read_text()
+    assert "minilm=" in log and "hidden_cosine=" in log and "att_loss=" not in log
+    with pytest.raises(SystemExit, match="patient_kd loss distils intermediate layers: the student needs at least 2"):
+        general.main(args_for(inputs, tmp_path / "pkd", "--kd_losses", "patient_kd"))
+    with pytest.raises(SystemExit):
+        general.main(args_for(inputs, tmp_path / "bad", "--kd_losses", "pkd"))
+    assert "invalid choice: 'pkd'" in capsys.readouterr().err

@@ -195,10 +195,33 @@ def test_hidden_cosine_is_one_minus_cosine_per_token_pads_included():
     assert hidden_cosine(teacher * 2.5, teacher).item() == pytest.approx(0, abs=1e-6)
 
 
-def test_losses_are_selected_by_name():
-    assert get_loss("minilm") is minilm_loss and get_loss("hidden_cosine") is hidden_cosine
-    assert get_loss("patient_kd") is patient_kd_loss and get_loss("hidden_mse") is hidden_mse
+def test_internal_layer_loss_sums_the_terms_selected_by_name():
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    additive = (1.0 - mask[:, None, None, :].float()) * -10000.0
+
+    def outputs(layers, width):
+        hidden = [torch.randn(2, 4, 8, requires_grad=True) for _ in range(layers + 1)]
+        scores = [torch.randn(2, 2, 4, 4) + additive for _ in range(layers)]
+        return BertModelOutput(hidden, scores, last_values=torch.randn(2, 4, width, requires_grad=True))
+
+    student, teacher = outputs(2, 6), outputs(4, 8)
+    losses = internal_layer_loss(student, teacher, mask, losses=("minilm", "hidden_cosine", "patient_kd"))
+    assert set(losses) == {"loss", "minilm", "hidden_cosine", "patient_kd"}
+    minilm, _, _ = minilm_loss(student.attention_scores[-1], student.last_values, teacher.attention_scores[-1],
+                               teacher.last_values, mask, 2)
+    assert losses["minilm"].item() == pytest.approx(minilm.item())
+    cosine = sum(hidden_cosine(student.hidden_states[j], teacher.hidden_states[2 * j]) for j in range(3))
+    assert losses["hidden_cosine"].item() == pytest.approx(cosine.item())
+    assert losses["patient_kd"].item() == pytest.approx(patient_kd_loss(student.hidden_states,
+                                                                        teacher.hidden_states).item())
+    assert losses["loss"].item() == pytest.approx(minilm.item() + cosine.item() + losses["patient_kd"].item())
+    losses["loss"].backward()
+    assert student.last_values.grad.abs().sum() > 0 and student.hidden_states[1].grad.abs().sum() > 0
+
+    paper = internal_layer_loss(student, teacher, mask)
+    assert set(paper) == {"loss", "att_loss", "rep_loss"}
     assert set(LOSSES) == {"attention_mse", "hidden_mse", "hidden_cosine", "minilm", "patient_kd"}
     with pytest.raises(ValueError, match="unknown loss 'pkd'; known losses: attention_mse, hidden_mse, "
                                          "hidden_cosine, minilm, patient_kd"):
-        get_loss("pkd")
+        internal_layer_loss(student, teacher, mask, losses=("pkd",))

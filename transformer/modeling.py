@@ -93,6 +93,8 @@ class BertModelOutput(NamedTuple):
     pooled_output: Optional[torch.Tensor] = None
     # BertForSequenceClassification: [B, num_labels].
     logits: Optional[torch.Tensor] = None
+    # With output_values: the last layer's value vectors [B, L, H] (MiniLM's value relation).
+    last_values: Optional[torch.Tensor] = None
 
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact erf form
@@ -389,12 +391,14 @@ class BertModel(BertPreTrainedModel):
         self.pooler = BertPooler(config) if add_pooling_layer else None
         self.apply(self.init_weights)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        """BertModelOutput with hidden_states, attention_scores and pooled_output."""
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, output_values=False):
+        """BertModelOutput with hidden_states, attention_scores, pooled_output (and last_values)."""
         embedding_output, mask = embed_inputs(self.embeddings, input_ids, token_type_ids, attention_mask)
         hidden_states, attention_scores = self.encoder(embedding_output, mask)
         pooled_output = self.pooler(hidden_states[-1]) if self.pooler is not None else None
-        return BertModelOutput(hidden_states, attention_scores, pooled_output)
+        # One more value projection of the last layer's input, only when asked for.
+        values = self.encoder.layer[-1].attention.self.value(hidden_states[-2]) if output_values else None
+        return BertModelOutput(hidden_states, attention_scores, pooled_output, last_values=values)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -426,9 +430,9 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights(self.classifier)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, output_values=False):
         """BertModelOutput of the encoder with its logits."""
-        outputs = self.bert(input_ids, token_type_ids, attention_mask)
+        outputs = self.bert(input_ids, token_type_ids, attention_mask, output_values=output_values)
         if self.config.classifier_head == "tinybert":
             logits = self.classifier(torch.relu(outputs.pooled_output))
         else:
