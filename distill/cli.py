@@ -23,6 +23,9 @@ def add_shared_args(parser, learning_rate, eval_step):
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--eval_step", type=int, default=eval_step,
                         help="optimisation steps between checkpoints (and dev evaluations)")
+    parser.add_argument("--bucket_by_length", action="store_true",
+                        help="training batches of similar lengths (shuffled pools sorted by length, batches "
+                             "in random order): less padding; the data order stays a function of seed and epoch")
     add_run_args(parser, keep_checkpoints=2)
 
 
