@@ -1,6 +1,7 @@
 """Command-line flags shared by the training scripts."""
 import argparse
 
+from distill.adaptive import StoppingRule
 from distill.devices import CPU_ALLOCATORS
 
 
@@ -35,6 +36,22 @@ def add_spiking_args(parser):
     parser.add_argument("--vth", type=float, default=None, help="spiking threshold (default: the student config's)")
     parser.add_argument("--fresh_student", action="store_true",
                         help="start from the student config's random initialisation even if its folder has weights")
+
+
+def add_adaptive_args(parser):
+    """Adaptive time steps in evaluation (distill/adaptive.py StoppingRule; its defaults)."""
+    rule = StoppingRule()
+    parser.add_argument("--adaptive_t_conv", action="store_true",
+                        help="evaluation: stop each sentence's simulation once its predicted class has settled "
+                             "(classification tasks)")
+    parser.add_argument("--adaptive_check_every", type=int, default=rule.check_every,
+                        help="steps between checks of the running prediction (and a check at t_conv)")
+    parser.add_argument("--adaptive_patience", type=int, default=rule.patience,
+                        help="consecutive checks the predicted class must not change before a sentence stops")
+    parser.add_argument("--adaptive_margin", type=float, default=rule.margin,
+                        help="smallest top-1 minus top-2 softmax probability at which a sentence stops")
+    parser.add_argument("--adaptive_min_steps", type=int, default=rule.min_steps,
+                        help="no sentence stops before this many steps")
 
 
 # Spiking flags and the SpikingConfig settings they override.
