@@ -46,9 +46,8 @@ class StoppingRule:
 
     @classmethod
     def from_args(cls, args):
-        """The rule of the --adaptive_* flags, or None without --adaptive_t_conv."""
-        if not args.adaptive_t_conv:
-            return None
+        """The rule of the --adaptive_check_every, --adaptive_patience, --adaptive_margin and
+        --adaptive_min_steps flags (distill/cli.py)."""
         return cls(args.adaptive_check_every, args.adaptive_patience, args.adaptive_margin, args.adaptive_min_steps)
 
     def settings(self):

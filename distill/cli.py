@@ -39,11 +39,16 @@ def add_spiking_args(parser):
 
 
 def add_adaptive_args(parser):
-    """Adaptive time steps in evaluation (distill/adaptive.py StoppingRule; its defaults)."""
-    rule = StoppingRule()
+    """Adaptive time steps in evaluation: the switch and its rule."""
     parser.add_argument("--adaptive_t_conv", action="store_true",
                         help="evaluation: stop each sentence's simulation once its predicted class has settled "
                              "(classification tasks)")
+    add_stopping_rule_args(parser)
+
+
+def add_stopping_rule_args(parser):
+    """The adaptive stopping rule's settings (distill/adaptive.py StoppingRule, with its defaults)."""
+    rule = StoppingRule()
     parser.add_argument("--adaptive_check_every", type=int, default=rule.check_every,
                         help="steps between checks of the running prediction (and a check at t_conv)")
     parser.add_argument("--adaptive_patience", type=int, default=rule.patience,

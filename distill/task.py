@@ -98,7 +98,7 @@ class TaskDistillation(TrainingScript):
         self.task, self.output_mode = processor.name, processor.output_mode
         self.label_list = processor.get_labels()
         self.mode = resolve_mode(args, self.output_mode)
-        self.stopping_rule = StoppingRule.from_args(args)
+        self.stopping_rule = StoppingRule.from_args(args) if args.adaptive_t_conv else None
         self._check_stopping_rule()
 
         student_config = read_student_config(args.spiking_student_model, spiking_overrides(args))
