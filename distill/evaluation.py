@@ -85,7 +85,7 @@ def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_b
         input_ids, input_mask, segment_ids, labels, lengths = pad_batch([features[i] for i in rows])
         inputs = [t.to(devices.device) for t in (input_ids, segment_ids, input_mask)]
         with devices.autocast():
-            if stopping_rule is not None:
+            if stopping_rule is not None:  # drives the simulation itself: on one device, without DataParallel
                 outputs = simulate_until_settled(unwrap(model), *inputs, stopping_rule)
             else:
                 outputs = model(*inputs, output_rates=True) if spiking else model(*inputs)

@@ -111,6 +111,7 @@ def test_ikd_then_pred_distill_then_eval(task_name, tiny_models, tmp_path):
                      "--pred_distill", "--learning_rate", "1e-2"))
     assert "classifier initialised: False" in (pred / "log.txt").read_text()
     assert (pred / "eval_results.txt").is_file()
+    assert json.loads((pred / "energy.json").read_text())["header"]["adaptive_t_conv"] == "off"
 
     results = task.main(common(data, task_name, evaluation, "--spiking_student_model", str(pred), "--do_eval",
                                "--t_conv", "6"))
