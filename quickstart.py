@@ -11,8 +11,10 @@ logged first, so any stage can be rerun by hand:
   general_kd  spiking_bert_general_distill.py: MiniLM -> the 3-layer spiking student
   task_ikd    spiking_bert_task_distill.py: task-based internal-layer KD from the task teacher
   pred_kd     spiking_bert_task_distill.py --pred_distill: prediction-layer KD, best dev checkpoint kept
-  eval_t*     spiking_bert_task_distill.py --do_eval of that student at several t_conv values
-Results go to results.md and results.json in the run folder; each stage's console output to logs/.
+  eval_t*     spiking_bert_task_distill.py --do_eval of that student at several t_conv values, and once more at
+              the prediction-KD t_conv with --adaptive_t_conv (eval_t*_adaptive, the flags' default rule)
+Results go to results.md, results.json and tradeoff.png (accuracy and energy per sentence against the time
+steps) in the run folder; each stage's console output to logs/.
 A stage whose folder holds stage_done.json with the same settings is reused; a folder made with other
 settings is refused unless --overwrite (which redoes that stage and those after it).
 """
@@ -119,6 +121,14 @@ def build_stages(preset, run_dir, assets):
     def spiking(t_conv):
         return {"--t_conv": t_conv, "--vth": preset["vth"]}
 
+    def evaluation(name, t_conv, extra=None):
+        # --teacher_model: its config.json gives the teacher's shape for the energy comparison.
+        return Stage(name, folder(name), "spiking_bert_task_distill.py", {
+            "--do_eval": True, "--spiking_student_model": folder("pred_kd"), "--teacher_model": folder("teacher"),
+            "--data_dir": movie, "--task_name": TASK, "--output_dir": folder(name), **spiking(t_conv),
+            "--eval_batch_size": preset["eval_batch_size"], "--max_seq_length": preset["max_seq_length"],
+            "--do_lower_case": True, **(extra or {})}, inputs=("pred_kd",))
+
     stages = [
         Stage("data", folder("data"), job=write_data_slices,
               job_settings={"movie_sst2": assets["movie_sst2"], "wiki_corpus": assets["wiki_corpus"],
@@ -153,14 +163,13 @@ def build_stages(preset, run_dir, assets):
             "--eval_batch_size": preset["eval_batch_size"], **shared, "--keep_checkpoints": 1},
             inputs=("task_ikd",)),
     ]
-    for t_conv in preset["eval_t_conv"]:
-        name = f"eval_t{t_conv}"
-        stages.append(Stage(name, folder(name), "spiking_bert_task_distill.py", {
-            "--do_eval": True, "--spiking_student_model": folder("pred_kd"), "--data_dir": movie,
-            "--task_name": TASK, "--output_dir": folder(name), **spiking(t_conv),
-            "--eval_batch_size": preset["eval_batch_size"], "--max_seq_length": preset["max_seq_length"],
-            "--do_lower_case": True}, inputs=("pred_kd",)))
+    stages += [evaluation(f"eval_t{t_conv}", t_conv) for t_conv in preset["eval_t_conv"]]
+    stages.append(evaluation(adaptive_stage_name(preset), preset["t_conv"]["pred_kd"], {"--adaptive_t_conv": True}))
     return stages
+
+
+def adaptive_stage_name(preset):
+    return f"eval_t{preset['t_conv']['pred_kd']}_adaptive"
 
 
 def digest(settings):
@@ -349,42 +358,101 @@ def majority_baseline(dev_tsv):
 def collect_results(preset_name, preset, stages, timings):
     folders = {stage.name: stage.folder for stage in stages}
     majority_label, majority_acc, dev_size = majority_baseline(os.path.join(REPO, folders["data"], "movie", "dev.tsv"))
-    evaluations = []
-    for t_conv in preset["eval_t_conv"]:
-        results = read_results(folders[f"eval_t{t_conv}"])
-        evaluations.append({"t_conv": t_conv, "dev_acc": results[f"{TASK}.acc"],
-                            "mean_spike_rate": results[f"{TASK}.rate.mean_over_populations"],
-                            "trained_at": t_conv == preset["t_conv"]["pred_kd"]})
+    evaluations = [evaluation_summary(read_results(folders[f"eval_t{t_conv}"]), preset)
+                   for t_conv in preset["eval_t_conv"]]
+    adaptive_results = read_results(folders[adaptive_stage_name(preset)])
+    adaptive = {**evaluation_summary(adaptive_results, preset), "rule": adaptive_results["adaptive.rule"]}
     return {
         "preset": preset_name, "settings": preset, "task": TASK, "dev_examples": dev_size,
         "majority_baseline": {"label": majority_label, "dev_acc": majority_acc},
         "teacher": {"dev_acc": read_results(folders["teacher"])[f"{TASK}.acc"],
-                    "parameters": count_parameters(folders["teacher"]), "folder": folders["teacher"]},
+                    "parameters": count_parameters(folders["teacher"]), "folder": folders["teacher"],
+                    "energy_uj": adaptive_results[f"{TASK}.energy.teacher_energy_uj"]},
+        "same_size_ann": {"energy_uj": adaptive_results[f"{TASK}.energy.ann_energy_uj"]},
         "student": {"parameters": count_parameters(folders["pred_kd"]), "folder": folders["pred_kd"],
-                    "train_t_conv": preset["t_conv"], "vth": preset["vth"], "evaluations": evaluations},
+                    "train_t_conv": preset["t_conv"], "vth": preset["vth"], "evaluations": evaluations,
+                    "adaptive": adaptive},
         "stages": timings,
     }
 
 
+def evaluation_summary(results, preset):
+    """One evaluation's row: accuracy, steps, spike rate and energy per sentence (eval_results.txt values)."""
+    t_conv = int(results["t_conv"])
+    return {"t_conv": t_conv, "dev_acc": results[f"{TASK}.acc"],
+            "mean_steps": results[f"{TASK}.distribution.steps.mean"],
+            "mean_spike_rate": results[f"{TASK}.rate.mean_over_populations"],
+            "energy_uj": results[f"{TASK}.energy.energy_uj"],
+            "energy_ratio_to_teacher": results[f"{TASK}.energy.energy_ratio_to_teacher"],
+            "trained_at": t_conv == preset["t_conv"]["pred_kd"]}
+
+
 def results_markdown(results):
     student, teacher = results["student"], results["teacher"]
+    adaptive = student["adaptive"]
     lines = [f"# Quick start results ({results['preset']} preset)", "",
              (f"Movie-review sentiment (Rotten Tomatoes sentences, SST-2 layout), {results['dev_examples']} dev "
-              "sentences."), "",
-             "| model | dev accuracy | mean spike rate | parameters |", "|---|---|---|---|",
+              "sentences. Energy per sentence: 0.9 pJ per accumulate, 4.6 pJ per multiply-accumulate (45 nm), "
+              "arithmetic only (README, Energy)."), "",
+             "| model | dev accuracy | mean steps | mean spike rate | energy per sentence (uJ) | energy / teacher's "
+             "| parameters |", "|---|---|---|---|---|---|---|",
              (f"| majority class ({results['majority_baseline']['label']}) | "
-              f"{results['majority_baseline']['dev_acc']:.4f} | | |"),
-             f"| teacher: all-MiniLM-L6-v2 fine-tuned | {teacher['dev_acc']:.4f} | | {teacher['parameters']:,} |"]
-    for evaluation in student["evaluations"]:
-        trained = " (training value)" if evaluation["trained_at"] else ""
-        lines.append(f"| spiking student, t_conv {evaluation['t_conv']}{trained} | {evaluation['dev_acc']:.4f} | "
-                     f"{evaluation['mean_spike_rate']:.4f} | {student['parameters']:,} |")
-    lines += ["", "| stage | wall time (s) | |", "|---|---|---|"]
+              f"{results['majority_baseline']['dev_acc']:.4f} | | | | | |"),
+             (f"| teacher: all-MiniLM-L6-v2 fine-tuned | {teacher['dev_acc']:.4f} | | | {teacher['energy_uj']:.4g} "
+              f"| 1 | {teacher['parameters']:,} |"),
+             f"| same-size ordinary BERT (energy only) | | | | {results['same_size_ann']['energy_uj']:.4g} | "
+             f"{results['same_size_ann']['energy_uj'] / teacher['energy_uj']:.3g} | |"]
+    rows = [(f"t_conv {e['t_conv']}{' (training value)' if e['trained_at'] else ''}", e)
+            for e in student["evaluations"]]
+    rows.append((f"adaptive, at most t_conv {adaptive['t_conv']}", adaptive))
+    for name, evaluation in rows:
+        lines.append(f"| spiking student, {name} | {evaluation['dev_acc']:.4f} | {evaluation['mean_steps']:.4g} | "
+                     f"{evaluation['mean_spike_rate']:.4f} | {evaluation['energy_uj']:.4g} | "
+                     f"{evaluation['energy_ratio_to_teacher']:.3g} | {student['parameters']:,} |")
+    lines += ["", f"Adaptive rule: {adaptive['rule']}.", "", "| stage | wall time (s) | |", "|---|---|---|"]
     for name, timing in results["stages"].items():
         lines.append(f"| {name} | {timing['seconds']:.0f} | {'reused' if timing['reused'] else ''} |")
     total = sum(timing["seconds"] for timing in results["stages"].values())
     lines += [f"| total | {total:.0f} | |", ""]
     return "\n".join(lines)
+
+
+def write_tradeoff_plot(results, path):
+    """tradeoff.png: dev accuracy (top) and energy per sentence (bottom) against the time steps, the
+    teacher as horizontal lines, the adaptive evaluation as one point at its mean steps."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    student, teacher = results["student"], results["teacher"]
+    evaluations, adaptive = student["evaluations"], student["adaptive"]
+    steps = [e["t_conv"] for e in evaluations]
+    figure, (accuracy_axis, energy_axis) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 7.2))
+    for axis, key, teacher_value in ((accuracy_axis, "dev_acc", teacher["dev_acc"]),
+                                     (energy_axis, "energy_uj", teacher["energy_uj"])):
+        axis.plot(steps, [e[key] for e in evaluations], "o-", color="tab:blue", label="spiking student, fixed t_conv")
+        axis.plot([adaptive["mean_steps"]], [adaptive[key]], "D", color="tab:red", markersize=8,
+                  label=f"spiking student, adaptive (at most {adaptive['t_conv']}), at its mean steps")
+        axis.axhline(teacher_value, color="tab:green", linestyle="--", label="teacher")
+        axis.grid(alpha=0.3)
+    accuracy_axis.axhline(results["majority_baseline"]["dev_acc"], color="grey", linestyle=":",
+                          label="majority class")
+    energy_axis.axhline(results["same_size_ann"]["energy_uj"], color="tab:orange", linestyle="-.",
+                        label="ordinary BERT of the student's size")
+    accuracy_axis.set_ylabel("dev accuracy")
+    energy_axis.set_ylabel("energy per sentence (uJ, arithmetic at 45 nm)")
+    energy_axis.set_xscale("log", base=2)
+    energy_axis.set_xticks(steps, [str(s) for s in steps])
+    energy_axis.set_xlabel("time steps (t_conv; adaptive: mean steps used)")
+    for axis in (accuracy_axis, energy_axis):
+        axis.legend(fontsize=7)
+    accuracy_axis.set_title(f"Spiking student on {results['task']} ({results['preset']} preset): "
+                            "accuracy and energy against time steps", fontsize=9)
+    figure.tight_layout()
+    tmp = f"{path}.tmp"
+    figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+    os.replace(tmp, path)
 
 
 def parse_args(argv=None):
@@ -438,9 +506,10 @@ def main(argv=None):
     markdown = results_markdown(results)
     with open(os.path.join(run_dir, "results.md"), "w", encoding="utf-8") as f:
         f.write(markdown)
+    write_tradeoff_plot(results, os.path.join(run_dir, "tradeoff.png"))
     print(markdown)
-    logger.info("results in %s and %s", show_path(os.path.join(run_dir, "results.md")),
-                show_path(os.path.join(run_dir, "results.json")))
+    logger.info("results in %s, %s and %s", *(show_path(os.path.join(run_dir, name))
+                                              for name in ("results.md", "results.json", "tradeoff.png")))
 
 
 if __name__ == "__main__":

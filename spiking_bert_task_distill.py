@@ -9,7 +9,7 @@
 import argparse
 import sys
 
-from distill.cli import add_shared_args
+from distill.cli import add_adaptive_args, add_shared_args
 from distill.script import run_script
 from distill.task import TaskDistillation
 
@@ -28,6 +28,7 @@ def build_parser():
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of prediction KD")
     parser.add_argument("--do_eval", action="store_true", help="only evaluate --spiking_student_model on dev")
     parser.add_argument("--eval_batch_size", type=int, default=32)
+    add_adaptive_args(parser)
     add_shared_args(parser, learning_rate=5e-5, eval_step=50)
     return parser
 

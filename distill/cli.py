@@ -1,6 +1,7 @@
 """Command-line flags shared by the training scripts."""
 import argparse
 
+from distill.adaptive import StoppingRule
 from distill.devices import CPU_ALLOCATORS
 from distill.losses import LOSSES, PAPER_LOSSES
 from models.config import SURROGATES, THRESHOLD_SCOPES
@@ -28,6 +29,9 @@ def add_shared_args(parser, learning_rate, eval_step):
     parser.add_argument("--kd_losses", nargs="+", choices=list(LOSSES), default=list(PAPER_LOSSES), metavar="LOSS",
                         help=f"internal-layer KD terms, summed (choices: {', '.join(LOSSES)}; default: the "
                              "paper's attention_mse hidden_mse)")
+    parser.add_argument("--bucket_by_length", action="store_true",
+                        help="training batches of similar lengths (shuffled pools sorted by length, batches "
+                             "in random order): less padding; the data order stays a function of seed and epoch")
     add_run_args(parser, keep_checkpoints=2)
 
 
@@ -63,6 +67,27 @@ def add_spiking_args(parser):
     start.add_argument("--calibrate_vth", type=float, default=None, metavar="PERCENTILE",
                        help="set per-population/per-neuron thresholds to this percentile of the positive input "
                             "currents on the first training batch (needs --threshold_scope population or neuron)")
+
+
+def add_adaptive_args(parser):
+    """Adaptive time steps in evaluation: the switch and its rule."""
+    parser.add_argument("--adaptive_t_conv", action="store_true",
+                        help="evaluation: stop each sentence's simulation once its predicted class has settled "
+                             "(classification tasks)")
+    add_stopping_rule_args(parser)
+
+
+def add_stopping_rule_args(parser):
+    """The adaptive stopping rule's settings (distill/adaptive.py StoppingRule, with its defaults)."""
+    rule = StoppingRule()
+    parser.add_argument("--adaptive_check_every", type=int, default=rule.check_every,
+                        help="steps between checks of the running prediction (and a check at t_conv)")
+    parser.add_argument("--adaptive_patience", type=int, default=rule.patience,
+                        help="consecutive checks the predicted class must not change before a sentence stops")
+    parser.add_argument("--adaptive_margin", type=float, default=rule.margin,
+                        help="smallest top-1 minus top-2 softmax probability at which a sentence stops")
+    parser.add_argument("--adaptive_min_steps", type=int, default=rule.min_steps,
+                        help="no sentence stops before this many steps")
 
 
 # Flags that override SpikingConfig settings of the same name.

@@ -1,10 +1,14 @@
 """Dev-set evaluation of a student or a teacher: metrics, loss, predictions, spike rates; result files.
 
-Batches are padded only to their longest member (glue.pad_batch). Padded positions are
-masked out of attention (-10000 before softmax) and the logits come from the [CLS]
-position, so predictions do not depend on the padding; spike rates are averaged over
-real tokens only.
+Sentences are batched longest first (ties in file order) and each batch is padded only to
+its longest member (glue.pad_batch), so padding nearly vanishes; results are returned and
+written in file order. Padded positions are masked out of attention (-10000 before
+softmax) and the logits come from the [CLS] position, so predictions do not depend on the
+padding or on which sentences share a batch; spike rates are averaged over real tokens only.
+With a StoppingRule (distill/adaptive.py) each sentence of a spiking student stops when its
+answer has settled.
 """
+import json
 import logging
 import os
 import tempfile
@@ -14,7 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from distill.adaptive import simulate_until_settled
 from distill.devices import unwrap
+from distill.energy_report import ENERGY_NAME, flat_items
 from glue import compute_metrics, pad_batch
 from models.spiking_bert import SpikingBertPreTrainedModel
 
@@ -40,6 +46,10 @@ class EvalResult:
     rates: dict = None
     lengths: np.ndarray = None
     population_spikes: np.ndarray = None
+    # Spiking students: the steps simulated for each example (t_conv, or fewer under a StoppingRule).
+    steps: np.ndarray = None
+    # Set by the caller that knows the model sizes: operation counts and energy (distill/energy_report.py).
+    energy: dict = None
 
 
 def example_loss_sum(logits, labels, output_mode):
@@ -49,35 +59,61 @@ def example_loss_sum(logits, labels, output_mode):
     return F.cross_entropy(logits, labels, reduction="sum").item()
 
 
+def eval_batches(features, batch_size, sort_by_length=True):
+    """The evaluation batches as arrays of feature indices: longest first, ties in file order (each batch
+    holds sentences of nearly one length), or with ``sort_by_length=False`` in file order."""
+    order = np.arange(len(features))
+    if sort_by_length:
+        order = np.argsort([-f.seq_length for f in features], kind="stable")
+    return [order[start:start + batch_size] for start in range(0, len(features), batch_size)]
+
+
 @torch.no_grad()
-def evaluate(model, features, set_name, output_mode, batch_size, devices):
-    """Run ``model`` (eval mode) over ``features`` in order; return an EvalResult."""
+def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_by_length=True,
+             stopping_rule=None):
+    """Run ``model`` (eval mode) over ``features``; return an EvalResult in file order.
+
+    ``stopping_rule``: a spiking classification student's adaptive time steps (distill/adaptive.py).
+    """
     model.eval()
     spiking = isinstance(unwrap(model), SpikingBertPreTrainedModel)
-    logits_all, labels_all, lengths_all, rates_all, spikes_all, loss_sum = [], [], [], [], [], 0.0
-    for start in range(0, len(features), batch_size):
-        input_ids, input_mask, segment_ids, labels, lengths = pad_batch(features[start:start + batch_size])
+    if stopping_rule is not None and not spiking:
+        raise ValueError("adaptive time steps need a spiking student")
+    batches = eval_batches(features, batch_size, sort_by_length)
+    logits_all, labels_all, lengths_all, rates_all, spikes_all, steps_all = [], [], [], [], [], []
+    for rows in batches:
+        input_ids, input_mask, segment_ids, labels, lengths = pad_batch([features[i] for i in rows])
         inputs = [t.to(devices.device) for t in (input_ids, segment_ids, input_mask)]
         with devices.autocast():
-            outputs = model(*inputs, output_rates=True) if spiking else model(*inputs)
-        logits = outputs.logits.float().cpu()
-        loss_sum += example_loss_sum(logits, labels, output_mode)
-        logits_all.append(logits)
+            if stopping_rule is not None:  # drives the simulation itself: on one device, without DataParallel
+                outputs = simulate_until_settled(unwrap(model), *inputs, stopping_rule)
+            else:
+                outputs = model(*inputs, output_rates=True) if spiking else model(*inputs)
+        logits_all.append(outputs.logits.float().cpu())
         labels_all.append(labels)
         lengths_all.append(lengths)
         if spiking:
             rates_all.append(outputs.population_rates.float().cpu())
             spikes_all.append(outputs.population_spikes.cpu())
-    logits, labels = torch.cat(logits_all), torch.cat(labels_all).numpy()
+            steps_all.append(outputs.steps.cpu() if stopping_rule is not None else
+                             torch.full_like(lengths, unwrap(model).config.spiking.t_conv))
+    file_order = torch.from_numpy(np.argsort(np.concatenate(batches)))
+
+    def gathered(parts):
+        return torch.cat(parts)[file_order]
+
+    logits, labels = gathered(logits_all), gathered(labels_all)
     predictions = logits[:, 0].numpy() if output_mode == "regression" else logits.argmax(dim=1).numpy()
-    result = EvalResult(set_name, compute_metrics(set_name, predictions, labels), loss_sum / len(features),
-                        predictions, labels, len(features))
+    result = EvalResult(set_name, compute_metrics(set_name, predictions, labels.numpy()),
+                        example_loss_sum(logits, labels, output_mode) / len(features), predictions,
+                        labels.numpy(), len(features))
     if spiking:
-        mean_rates = (torch.cat(rates_all).sum(dim=0) / len(features)).tolist()
+        mean_rates = (gathered(rates_all).sum(dim=0) / len(features)).tolist()
         result.rates = dict(zip(unwrap(model).population_names(), mean_rates))
         result.rates["mean_over_populations"] = float(np.mean(mean_rates))
-        result.lengths = torch.cat(lengths_all).numpy()
-        result.population_spikes = torch.cat(spikes_all).numpy()
+        result.lengths = gathered(lengths_all).numpy()
+        result.population_spikes = gathered(spikes_all).numpy()
+        result.steps = gathered(steps_all).numpy()
     return result
 
 
@@ -90,6 +126,7 @@ def results_lines(results, header):
         lines += [f"{prefix}.{name} = {value}" for name, value in result.metrics.items()]
         lines += [f"{prefix}.eval_loss = {result.eval_loss}", f"{prefix}.num_examples = {result.num_examples}"]
         lines += [f"{prefix}.rate.{name} = {value}" for name, value in (result.rates or {}).items()]
+        lines += [f"{key} = {value}" for key, value in flat_items(result.energy or {}, prefix)]
     return lines
 
 
@@ -97,14 +134,18 @@ def check_eval_outputs(output_dir, set_names, overwrite):
     """--do_eval may use an existing folder, but replaces earlier results only with --overwrite."""
     if overwrite or not os.path.isdir(output_dir):
         return
-    for name in [RESULTS_NAME] + [predictions_name(set_name) for set_name in set_names]:
+    for name in [RESULTS_NAME, ENERGY_NAME] + [predictions_name(set_name) for set_name in set_names]:
         if os.path.exists(os.path.join(output_dir, name)):
             raise ValueError(f"{os.path.join(output_dir, name)} exists; pass --overwrite to replace it")
 
 
 def write_eval_files(output_dir, results, label_list, output_mode, header):
-    """eval_results.txt and one predictions TSV per dev set (index, prediction, label), each atomic."""
+    """eval_results.txt, one predictions TSV per dev set (index, prediction, label) and, when the results
+    carry energy reports, energy.json (``header`` and each set's report); each atomic."""
     write_text_atomic(os.path.join(output_dir, RESULTS_NAME), "\n".join(results_lines(results, header)) + "\n")
+    if any(result.energy for result in results):
+        energy = {"header": header, "sets": {result.set_name: result.energy for result in results}}
+        write_text_atomic(os.path.join(output_dir, ENERGY_NAME), json.dumps(energy, indent=2) + "\n")
     for result in results:
         rows = ["index\tprediction\tlabel"]
         for index, (prediction, label) in enumerate(zip(result.predictions, result.labels)):

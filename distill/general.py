@@ -7,6 +7,7 @@ import torch
 from distill.checkpointing import publish_student
 from distill.cli import check_positive_args, spiking_overrides
 from distill.devices import unwrap, wrap_frozen, wrap_student
+from distill.energy_report import shape_record
 from distill.losses import check_compatible, internal_layer_loss
 from distill.preflight import (check_max_seq_length, fetch_model_args, fit_size_override, read_model_config,
                                read_student_config, require_weights, vocab_path)
@@ -42,6 +43,7 @@ class GeneralDistillation(TrainingScript):
         check_max_seq_length(args.max_seq_length, {"--teacher_model": self.teacher_config,
                                                    "--spiking_student_model": student_config})
         self.student_overrides = {**fit_size_override(student_config, self.teacher_config),
+                                  "teacher_size": shape_record(self.teacher_config),
                                   "do_lower_case": args.do_lower_case}
         self.check_output(inputs=(args.teacher_model, args.spiking_student_model, args.pregenerated_data))
 

@@ -119,6 +119,10 @@ class PregeneratedEpoch:
     def __len__(self):
         return self.input_ids.shape[0]
 
+    def lengths(self):
+        """Real tokens of every row."""
+        return np.asarray(self.input_mask.sum(axis=1, dtype=np.int64))
+
     def batch(self, indices):
         """(input_ids, segment_ids, input_mask) of these rows, padded only to their longest member."""
         mask = torch.from_numpy(np.asarray(self.input_mask[indices], dtype=np.int64))

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 
 import torch
 
+from distill.adaptive import StoppingRule, rule_header
 from distill.checkpointing import publish_student
 from distill.cli import check_positive_args, spiking_overrides
 from distill.devices import unwrap, wrap_frozen, wrap_student
+from distill.energy_report import describe_size, set_report, shape_record, size_from_record
 from distill.evaluation import check_eval_outputs, evaluate, write_eval_files
 from distill.losses import check_compatible, internal_layer_loss, prediction_loss, true_label_loss
 from distill.preflight import (check_max_seq_length, check_same_vocab, fetch_model_args, fit_size_override,
@@ -39,6 +41,7 @@ from distill.script import TrainingScript
 from distill.training import set_seed
 from glue import TaskFeatures, convert_examples_to_features, get_processor, main_metric
 from models.spiking_bert import SpikingBertForSequenceClassification
+from modules.energy import BertSize
 from transformer.modeling import BertForSequenceClassification
 from transformer.tokenization import BertTokenizer
 
@@ -95,6 +98,8 @@ class TaskDistillation(TrainingScript):
         self.task, self.output_mode = processor.name, processor.output_mode
         self.label_list = processor.get_labels()
         self.mode = resolve_mode(args, self.output_mode)
+        self.stopping_rule = StoppingRule.from_args(args) if args.adaptive_t_conv else None
+        self._check_stopping_rule()
 
         student_config = read_student_config(args.spiking_student_model, spiking_overrides(args))
         self.student_overrides = {"num_labels": len(self.label_list), "do_lower_case": args.do_lower_case}
@@ -105,7 +110,9 @@ class TaskDistillation(TrainingScript):
         if self.mode.uses_teacher:
             configs["--teacher_model"] = self._check_teacher(student_config)
         elif args.teacher_model is not None:
-            logger.warning("--teacher_model is not used in this mode")
+            logger.info("--teacher_model: only its config.json is read (the teacher's shape, for energy)")
+        if self.mode.evaluates_dev:
+            self.energy_teacher, self.energy_teacher_from = self._energy_teacher(student_config)
         check_max_seq_length(args.max_seq_length, configs)
         if self.mode.trains:
             self.check_student_start(student_config, has_teacher=self.mode.uses_teacher)
@@ -142,10 +149,35 @@ class TaskDistillation(TrainingScript):
             raise ValueError(f"--teacher_model has {teacher_labels} labels, task {self.task} has "
                              f"{len(self.label_list)}")
         check_same_vocab(args.teacher_model, args.spiking_student_model)
+        self.student_overrides["teacher_size"] = shape_record(teacher_config)
         if self.mode.loss == "internal_layer":
             check_compatible(teacher_config, student_config, args.kd_losses)
             self.student_overrides.update(fit_size_override(student_config, teacher_config))
         return teacher_config
+
+    def _check_stopping_rule(self):
+        if self.stopping_rule is None:
+            return
+        if not self.mode.evaluates_dev:
+            raise ValueError("--adaptive_t_conv applies to dev evaluations (--do_eval, --pred_distill); task IKD "
+                             "has none")
+        if self.output_mode == "regression":
+            raise ValueError(f"--adaptive_t_conv needs a classification task (its rule watches the predicted "
+                             f"class); {self.task} is regression")
+
+    def _energy_teacher(self, student_config):
+        """(BertSize of the teacher that energy is compared with, or None; where its shape comes from)."""
+        args, num_labels = self.args, len(self.label_list)
+        if args.teacher_model is not None:
+            teacher_config = read_model_config(args.teacher_model, "--teacher_model")
+            return BertSize.of(teacher_config, num_labels), f"--teacher_model {args.teacher_model}"
+        record = getattr(student_config, "teacher_size", None)
+        if record is not None:
+            source = f"teacher_size in {args.spiking_student_model}/config.json"
+            return size_from_record(record, num_labels, source), source
+        logger.warning("no --teacher_model and no teacher_size in the student's config.json: energy is compared "
+                       "with the same-size ANN only")
+        return None, None
 
     def _tokenizer(self, student_config):
         """Tokenizer of the student's vocab (the teacher's when the student folder has none)."""
@@ -204,13 +236,24 @@ class TaskDistillation(TrainingScript):
         return student
 
     def _evaluate_all(self, model, devices):
-        return [evaluate(model, features, name, self.output_mode, self.args.eval_batch_size, devices)
-                for name, features in self.dev_features.items()]
+        """Every dev set's EvalResult, with its energy report."""
+        student = unwrap(model)
+        results = []
+        for name, features in self.dev_features.items():
+            result = evaluate(model, features, name, self.output_mode, self.args.eval_batch_size, devices,
+                              stopping_rule=self.stopping_rule)
+            result.energy = set_report(result, student.population_names(), BertSize.of(student.config),
+                                       self.energy_teacher, self.output_mode)
+            results.append(result)
+        return results
 
     def _write_results(self, results, student):
         spiking = student.config.spiking
-        write_eval_files(self.args.output_dir, results, self.label_list, self.output_mode,
-                         {"t_conv": spiking.t_conv, "vth": spiking.vth})
+        teacher = ("none: compared with the same-size ANN only" if self.energy_teacher is None else
+                   f"{describe_size(self.energy_teacher)}, from {self.energy_teacher_from}")
+        header = {"t_conv": spiking.t_conv, "vth": spiking.vth, **rule_header(self.stopping_rule),
+                  "energy.student": describe_size(BertSize.of(student.config)), "energy.teacher": teacher}
+        write_eval_files(self.args.output_dir, results, self.label_list, self.output_mode, header)
 
     def _evaluate_only(self, devices):
         student = self._load_student(self.args.spiking_student_model)
@@ -218,8 +261,12 @@ class TaskDistillation(TrainingScript):
             raise ValueError(f"--spiking_student_model {self.args.spiking_student_model} has no trained classifier")
         results = self._evaluate_all(wrap_frozen(student, devices), devices)
         for result in results:
-            logger.info("%s: %s, eval_loss %.6g, mean spike rate %.4f", result.set_name, result.metrics,
-                        result.eval_loss, result.rates["mean_over_populations"])
+            energy = result.energy["energy"]
+            logger.info("%s: %s, eval_loss %.6g, mean spike rate %.4f, mean steps %.4g, energy per sentence %.4g "
+                        "uJ (%.3g x the teacher's, %.3g x a same-size ANN's)", result.set_name, result.metrics,
+                        result.eval_loss, result.rates["mean_over_populations"],
+                        result.energy["distribution"]["steps"]["mean"], energy["energy_uj"],
+                        energy.get("energy_ratio_to_teacher", float("nan")), energy["energy_ratio_to_ann"])
         if devices.is_main:
             self._write_results(results, student)
         return results

@@ -3,7 +3,9 @@
 Data order is a pure function of (seed, epoch): every epoch is a seeded permutation cut
 into optimisation batches of --train_batch_size (the last, partial one kept), each cut
 into --gradient_accumulation_steps micro-batches, each micro-batch split across DDP
-ranks. A resumed run therefore needs only (epoch, steps done in that epoch) plus the
+ranks. With --bucket_by_length the permutation is rearranged so that each batch holds
+sentences of similar lengths (bucketed_order); it is still a function of (seed, epoch) and
+the lengths. A resumed run therefore needs only (epoch, steps done in that epoch) plus the
 optimizer and RNG states to continue exactly where an uninterrupted run would be.
 
 Every micro-batch loss is a mean over its rows; it is scaled by
@@ -30,7 +32,14 @@ logger = logging.getLogger(__name__)
 
 # Settings a resumed run must share with the run that wrote the checkpoint: they fix the data
 # order and the meaning of the stored data position.
-RESUME_KEYS = ("train_batch_size", "gradient_accumulation_steps", "seed", "num_train_epochs", "world_size")
+RESUME_KEYS = ("train_batch_size", "gradient_accumulation_steps", "seed", "num_train_epochs", "world_size",
+               "bucket_by_length")
+# The value of a resume key for checkpoints written before the key existed.
+RESUME_DEFAULTS = {"bucket_by_length": False}
+
+# --bucket_by_length sorts pools of this many batches by length. Bigger pools pad less; smaller
+# pools keep the company a sentence meets in its batch more random.
+BUCKET_POOL_BATCHES = 50
 
 
 @dataclass
@@ -46,6 +55,7 @@ class LoopSettings:
     keep_checkpoints: int = 2
     continue_train: object = False  # False, True (the newest checkpoint) or a checkpoint path
     max_steps: int = None  # testing aid: stop with a resumable checkpoint after this many steps
+    bucket_by_length: bool = False
 
     @classmethod
     def from_args(cls, args, **overrides):
@@ -72,9 +82,30 @@ def epoch_order(num_examples, seed, epoch):
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def plan_epoch(num_examples, batch_size, accumulation, seed, epoch):
-    """Optimisation steps of one epoch, each a list of micro-batches of example indices."""
-    order = epoch_order(num_examples, seed, epoch)
+def bucketed_order(lengths, batch_size, seed, epoch):
+    """The epoch's permutation rearranged so that its consecutive cuts of ``batch_size`` are batches of similar
+    lengths: the shuffled examples are cut into pools of BUCKET_POOL_BATCHES batches, each pool is sorted by
+    length (stably) and cut into batches, and the full batches are shuffled over the whole epoch (the partial
+    batch, if any, stays last). A function of (lengths, batch_size, seed, epoch) only."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    pool = batch_size * BUCKET_POOL_BATCHES
+    for start in range(0, len(order), pool):
+        members = order[start:start + pool]
+        order[start:start + pool] = members[np.argsort(lengths[members], kind="stable")]
+    full = len(order) // batch_size
+    batches = order[:full * batch_size].reshape(full, batch_size)[rng.permutation(full)]
+    return np.concatenate([batches.reshape(-1), order[full * batch_size:]])
+
+
+def plan_epoch(num_examples, batch_size, accumulation, seed, epoch, lengths=None):
+    """Optimisation steps of one epoch, each a list of micro-batches of example indices; with ``lengths``
+    (per example) bucketed by length."""
+    if lengths is None:
+        order = epoch_order(num_examples, seed, epoch)
+    else:
+        order = bucketed_order(lengths, batch_size, seed, epoch)
     steps = []
     for start in range(0, num_examples, batch_size):
         rows = order[start:start + batch_size]
@@ -141,8 +172,9 @@ def initial_state(settings, optimizer, resume_from, saved_state, rank):
 
 def check_resume_settings(saved_run, current_run, checkpoint):
     for key in RESUME_KEYS:
-        if saved_run.get(key) != current_run.get(key):
-            raise ValueError(f"{checkpoint}: was written with {key}={saved_run.get(key)}, this run has "
+        saved = saved_run.get(key, RESUME_DEFAULTS.get(key))
+        if saved != current_run.get(key):
+            raise ValueError(f"{checkpoint}: was written with {key}={saved}, this run has "
                              f"{current_run.get(key)}; resume with the same setting")
 
 
@@ -174,6 +206,7 @@ class TrainingLoop:
         self.eval_step = settings.eval_step
         self.logging_steps = settings.logging_steps
         self.max_steps = settings.max_steps
+        self.bucket_by_length = settings.bucket_by_length
         self.keep_checkpoints = settings.keep_checkpoints
         # A run resumed from an older checkpoint may replace the newer ones it recomputes.
         self.overwrite_checkpoints = bool(settings.continue_train)
@@ -203,7 +236,8 @@ class TrainingLoop:
         for epoch_index in range(state.epoch, len(self.epochs)):
             data = self.epochs[epoch_index].load()
             try:
-                steps = plan_epoch(len(data), self.batch_size, self.accumulation, self.seed, epoch_index)
+                lengths = data.lengths() if self.bucket_by_length else None
+                steps = plan_epoch(len(data), self.batch_size, self.accumulation, self.seed, epoch_index, lengths)
                 for step_index in range(state.steps_done_in_epoch, len(steps)):
                     losses = self._optimisation_step(data, steps[step_index])
                     state.global_step += 1

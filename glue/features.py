@@ -94,6 +94,10 @@ class TaskFeatures:
     def __len__(self):
         return self.num_examples
 
+    def lengths(self):
+        """Real tokens of every example."""
+        return [f.seq_length for f in self.features]
+
     def batch(self, indices):
         """(input_ids, input_mask, segment_ids, label_ids), padded to the longest member."""
         return pad_batch([self.features[i] for i in indices])[:4]

@@ -204,9 +204,21 @@ def mean_rate_per_example(rate, attention_mask):
 
 
 def spikes_per_example(rate, attention_mask, steps):
-    """[B, L, W] rates after ``steps`` steps -> [B] spikes over real tokens, neurons and steps (float64)."""
+    """[B, L, W] rates after ``steps`` steps (one int, or [B, 1, 1]) -> [B] spikes over real tokens, neurons
+    and steps (float64)."""
     counts = (rate.double() * steps).round().sum(-1)
     return (counts * attention_mask.double()).sum(-1)
+
+
+def population_statistics(rates, attention_mask, steps):
+    """([B, P] mean rate, [B, P] spike count) of every population (Populations of [B, L, W] rates after
+    ``steps`` steps: one int, or a [B] tensor), over real tokens; P in population_names order."""
+    if torch.is_tensor(steps):
+        steps = steps.double().view(-1, 1, 1)
+    flat = [r.detach() for r in rates.flat()]
+    population_rates = torch.stack([mean_rate_per_example(r, attention_mask) for r in flat], 1)
+    population_spikes = torch.stack([spikes_per_example(r, attention_mask, steps) for r in flat], 1)
+    return population_rates, population_spikes
 
 
 class SpikingBertPreTrainedModel(BertPreTrainedModel):
@@ -235,10 +247,7 @@ class SpikingBertPreTrainedModel(BertPreTrainedModel):
         hidden_states = [self.fit_dense(r) for r in [rates.embedding] + rates.layer_outputs()]
         if not output_rates:
             return SpikingBertOutput(hidden_states, attention_scores, rates, logits)
-        flat = [r.detach() for r in rates.flat()]
-        population_rates = torch.stack([mean_rate_per_example(r, attention_mask) for r in flat], 1)
-        steps = self.config.spiking.t_conv
-        population_spikes = torch.stack([spikes_per_example(r, attention_mask, steps) for r in flat], 1)
+        population_rates, population_spikes = population_statistics(rates, attention_mask, self.config.spiking.t_conv)
         return SpikingBertOutput(hidden_states, attention_scores, rates, logits, population_rates,
                                  population_spikes)
 

@@ -39,6 +39,11 @@ class Populations(NamedTuple):
         """Each layer's output population (the next layer's input)."""
         return [layer.output for layer in self.layers]
 
+    def map(self, fn):
+        """Populations of fn(value) for each population."""
+        return Populations(fn(self.embedding), [LayerPopulations(*(fn(value) for value in layer))
+                                                for layer in self.layers])
+
     def zip_map(self, fn, other):
         """Populations of fn(mine, other's) for each population."""
         layers = [LayerPopulations(*map(fn, mine, theirs)) for mine, theirs in zip(self.layers, other.layers)]
@@ -139,9 +144,7 @@ class Simulation:
 
     def rates(self):
         """Populations of average spike rates: spike counts / steps simulated."""
-        counts = self.spike_counts()
-        return Populations(counts.embedding / self.steps_done,
-                           [LayerPopulations(*(c / self.steps_done for c in layer)) for layer in counts.layers])
+        return self.spike_counts().map(lambda count: count / self.steps_done)
 
     def mean_scores(self):
         """Each layer's pre-softmax masked scores averaged over the steps simulated ([B, A, L, L])."""

@@ -49,6 +49,9 @@ def test_run_lowers_loss_writes_checkpoints_and_a_student_the_task_script_loads(
 
     config = json.loads((out / "config.json").read_text())
     assert (config["t_conv"], config["vth"], config["fit_size"], config["num_hidden_layers"]) == (4, 1.0, 32, 1)
+    # The teacher's shape, for energy comparisons when the student is evaluated without its teacher.
+    assert config["teacher_size"] == {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                                      "num_hidden_layers": 2}
     teacher_vocab = os.path.join(inputs["teacher"], "vocab.txt")
     assert (out / "vocab.txt").read_bytes() == open(teacher_vocab, "rb").read()
     assert max_abs_difference(load_state(str(out)), load_state(str(out / "checkpoint-step6"))) == 0.0

@@ -40,6 +40,18 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert all(0 <= acc <= 1 for acc in accuracies)
     # Rates are multiples of 1/T per neuron; their mean over populations lies in [0, 1].
     assert all(0 <= e["mean_spike_rate"] <= 1 for e in evaluations)
+    # Energy per sentence grows with the steps; every evaluation is compared with the teacher.
+    energies = [e["energy_uj"] for e in evaluations]
+    assert energies == sorted(energies) and all(e["energy_ratio_to_teacher"] > 0 for e in evaluations)
+    assert [e["mean_steps"] for e in evaluations] == preset["eval_t_conv"]
+    adaptive = results["student"]["adaptive"]
+    assert adaptive["t_conv"] == preset["t_conv"]["pred_kd"] and adaptive["mean_steps"] <= adaptive["t_conv"]
+    assert "predicted class has not changed" in adaptive["rule"]
+    assert results["teacher"]["energy_uj"] > results["same_size_ann"]["energy_uj"] > 0
+    with open(os.path.join(run_dir, "tradeoff.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(run_dir, quickstart.adaptive_stage_name(preset), "energy.json"), encoding="utf-8") as f:
+        assert json.load(f)["header"]["adaptive_t_conv"] == "on"
     assert results["student"]["parameters"] < results["teacher"]["parameters"]
 
     with open(os.path.join(run_dir, "data", "movie", "dev.tsv"), encoding="utf-8") as f:
@@ -48,7 +60,7 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert results["majority_baseline"]["dev_acc"] == pytest.approx(majority)
 
     for name in ["data", "teacher", "corpus", "general_kd", "task_ikd", "pred_kd"] + [
-            f"eval_t{t}" for t in preset["eval_t_conv"]]:
+            f"eval_t{t}" for t in preset["eval_t_conv"]] + [quickstart.adaptive_stage_name(preset)]:
         assert os.path.isfile(os.path.join(run_dir, name, quickstart.MARKER_NAME)), name
         assert not results["stages"][name]["reused"]
     for name in ["teacher", "general_kd", "task_ikd", "pred_kd"]:
@@ -57,6 +69,7 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     with open(os.path.join(run_dir, "results.md"), encoding="utf-8") as f:
         table = f.read()
     assert "majority class" in table and "t_conv 4 (training value)" in table
+    assert "energy per sentence (uJ)" in table and "adaptive, at most t_conv 4" in table
     assert table.strip() in stdout
     # Each stage's command is logged before it runs.
     assert "spiking_bert_task_distill.py --pred_distill" in stdout
@@ -101,5 +114,7 @@ def test_each_distillation_stage_runs_at_its_preset_t_conv():
         assert preset["t_conv"]["pred_kd"] in preset["eval_t_conv"]
         for t_conv in preset["eval_t_conv"]:
             assert stages[f"eval_t{t_conv}"].flags["--t_conv"] == t_conv
+        adaptive = stages[quickstart.adaptive_stage_name(preset)].flags
+        assert adaptive["--adaptive_t_conv"] is True and adaptive["--t_conv"] == preset["t_conv"]["pred_kd"]
     default = quickstart.PRESETS["default"]["t_conv"]
     assert (default["general_kd"], default["task_ikd"], default["pred_kd"]) == (8, 8, 32)

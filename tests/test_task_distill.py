@@ -13,10 +13,13 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 import spiking_bert_task_distill as task
 from distill.devices import Devices
+from distill.energy_report import shape_record
 from distill.evaluation import evaluate
-from distill_fixtures import load_state, make_student_config, make_teacher, max_abs_difference, write_task
+from distill_fixtures import (load_state, make_student_config, make_teacher, max_abs_difference, teacher_config,
+                              write_task)
 from glue import convert_examples_to_features, get_processor
 from models.snn_ide_bert_classi import SpikingBertForSequenceClassification
+from modules.energy import BertSize, operation_counts, spike_counts_by_population, summarise
 from transformer.tokenization import BertTokenizer
 
 TASKS = ["cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli"]
@@ -41,11 +44,32 @@ def common(data_dir, task_name, output_dir, *extra):
 
 
 def read_results(directory):
+    """eval_results.txt as a dict: numbers as floats, text (the rule, the teacher's shape) as it is."""
     values = {}
     for line in (directory / "eval_results.txt").read_text().splitlines():
         key, value = line.split(" = ")
-        values[key] = float(value)
+        try:
+            values[key] = float(value)
+        except ValueError:
+            values[key] = value
     return values
+
+
+def expected_energy(result, student_dir, teacher_size):
+    """modules/energy's per-example means for an EvalResult of the student in ``student_dir``."""
+    student = SpikingBertForSequenceClassification.from_pretrained(student_dir)
+    spikes = spike_counts_by_population(result.population_spikes, student.population_names())
+    return summarise([operation_counts(spikes, result.lengths, result.steps, BertSize.of(student.config),
+                                       teacher_size)])
+
+
+def assert_energy_lines(values, result, student_dir, teacher_size):
+    expected = expected_energy(result, student_dir, teacher_size)
+    assert ("energy_ratio_to_teacher" in expected) == (teacher_size is not None)
+    for key, value in expected.items():
+        assert values[f"{result.set_name}.energy.{key}"] == value, key
+    assert {key for key in values if key.startswith(f"{result.set_name}.energy.")} == {
+        f"{result.set_name}.energy.{key}" for key in expected}
 
 
 def read_predictions(path):
@@ -87,11 +111,16 @@ def test_ikd_then_pred_distill_then_eval(task_name, tiny_models, tmp_path):
                      "--pred_distill", "--learning_rate", "1e-2"))
     assert "classifier initialised: False" in (pred / "log.txt").read_text()
     assert (pred / "eval_results.txt").is_file()
+    assert json.loads((pred / "energy.json").read_text())["header"]["adaptive_t_conv"] == "off"
 
     results = task.main(common(data, task_name, evaluation, "--spiking_student_model", str(pred), "--do_eval",
                                "--t_conv", "6"))
     values = read_results(evaluation)
-    assert values["t_conv"] == 6 and values["vth"] == 1.0
+    assert values["t_conv"] == 6 and values["vth"] == 1.0 and values["adaptive_t_conv"] == "off"
+    # The teacher's shape was recorded in the student's config by IKD (and kept by prediction KD).
+    teacher_size = BertSize.of(teacher_config(), NUM_LABELS.get(task_name, 2))
+    assert json.loads((pred / "config.json").read_text())["teacher_size"] == shape_record(teacher_config())
+    assert values["energy.teacher"].endswith(f"from teacher_size in {pred}/config.json")
     set_names = ["mnli", "mnli-mm"] if task_name == "mnli" else [task_name]
     assert [r.set_name for r in results] == set_names
     for set_name in set_names:
@@ -107,6 +136,14 @@ def test_ikd_then_pred_distill_then_eval(task_name, tiny_models, tmp_path):
         assert all(0 <= v <= 1 for v in rates.values())
         assert rates["mean_over_populations"] == pytest.approx(np.mean([v for k, v in rates.items()
                                                                         if k != "mean_over_populations"]))
+    for result in results:
+        assert (result.steps == 6).all()
+        assert_energy_lines(values, result, str(pred), teacher_size)
+        assert values[f"{result.set_name}.steps_histogram.6.count"] == 8
+    energy = json.loads((evaluation / "energy.json").read_text())
+    assert energy["header"]["t_conv"] == 6 and list(energy["sets"]) == set_names
+    assert energy["sets"][set_names[0]]["energy"] == expected_energy(results[0], str(pred), teacher_size)
+    assert energy["sets"][set_names[0]]["distribution"]["steps"]["median"] == 6
 
 
 def test_true_labels_run_keeps_the_distilled_head(tiny_models, tmp_path):
@@ -185,6 +222,52 @@ def test_do_eval_keeps_earlier_results_unless_overwrite(tiny_models, tmp_path):
     assert json.loads((trained / "config.json").read_text())["t_conv"] == 4
 
 
+def test_do_eval_adaptive_reports_rule_steps_and_energy_per_sentence_steps(tiny_models, tmp_path):
+    data = write_task(str(tmp_path / "data"), "sst-2", train=4, dev=12)
+    student, trained = tmp_path / "student", tmp_path / "trained"
+    shutil.copytree(tiny_models["student"], student)
+    shutil.copy(os.path.join(tiny_models["teachers"][2], "vocab.txt"), student)
+    task.main(common(data, "sst-2", trained, "--spiking_student_model", str(student), "--pred_distill",
+                     "--train_true_labels", "--learning_rate", "1e-2"))
+    assert "teacher_size" not in json.loads((trained / "config.json").read_text())
+    fixed, adaptive = tmp_path / "fixed", tmp_path / "adaptive"
+    rule = ["--adaptive_check_every", "2", "--adaptive_patience", "1", "--adaptive_margin", "0",
+            "--adaptive_min_steps", "2"]
+    fixed_results = task.main(common(data, "sst-2", fixed, "--spiking_student_model", str(trained), "--do_eval",
+                                     "--t_conv", "8", *rule))
+    # A teacher folder with only config.json gives the teacher's shape.
+    teacher_dir = tmp_path / "teacher_config_only"
+    teacher_dir.mkdir()
+    shutil.copy(os.path.join(tiny_models["teachers"][3], "config.json"), teacher_dir)
+    results = task.main(common(data, "sst-2", adaptive, "--spiking_student_model", str(trained), "--do_eval",
+                               "--t_conv", "8", "--adaptive_t_conv", *rule, "--teacher_model", str(teacher_dir)))
+
+    values, fixed_values = read_results(adaptive), read_results(fixed)
+    assert fixed_values["energy.teacher"] == "none: compared with the same-size ANN only"
+    assert_energy_lines(fixed_values, fixed_results[0], str(trained), None)
+    assert values["adaptive_t_conv"] == "on" and "has not changed for 1 consecutive checks" in values["adaptive.rule"]
+    assert (values["adaptive.check_every"], values["adaptive.patience"], values["adaptive.margin"],
+            values["adaptive.min_steps"]) == (2, 1, 0, 2)
+    assert values["energy.teacher"].endswith(f"from --teacher_model {teacher_dir}")
+    teacher_size = BertSize.of(teacher_config(), 2)
+    result = results[0]
+    assert_energy_lines(values, result, str(trained), teacher_size)
+    assert set(result.steps) <= {4, 6, 8} and result.steps.mean() < 8
+    assert values["sst-2.distribution.steps.mean"] == result.steps.mean()
+    assert values["sst-2.distribution.steps.median"] == np.median(result.steps)
+    predictions, labels = read_predictions(adaptive / "sst-2_dev_predictions.tsv")
+    correct = np.array(predictions) == np.array(labels)
+    for steps in set(result.steps):
+        assert values[f"sst-2.steps_histogram.{steps}.count"] == (result.steps == steps).sum()
+        assert values[f"sst-2.steps_histogram.{steps}.acc"] == correct[result.steps == steps].mean()
+    energy = json.loads((adaptive / "energy.json").read_text())
+    assert energy["header"]["adaptive.patience"] == 1
+    assert energy["sets"]["sst-2"]["distribution"]["energy_uj"]["mean"] == pytest.approx(
+        values["sst-2.energy.energy_uj"], rel=1e-12)
+    # Fewer steps, fewer operations than the fixed evaluation at t_conv 8.
+    assert values["sst-2.energy.mac"] < fixed_values["sst-2.energy.mac"]
+
+
 def one_line_error(argv, match, output_dir):
     with pytest.raises(SystemExit) as error:
         task.main(argv)
@@ -236,6 +319,13 @@ def test_errors_are_one_line_and_write_nothing(tiny_models, tmp_path):
     one_line_error(common(data, "sst-2", out, *base, "--train_true_labels"), "needs --pred_distill", out)
     one_line_error(common(data, "sst-2", out, "--spiking_student_model", tiny_models["student"], "--do_eval"),
                    "config has no num_labels (no trained classifier to evaluate)", out)
+    one_line_error(common(data, "sst-2", out, *base, "--adaptive_t_conv"), "--adaptive_t_conv applies to dev", out)
+    one_line_error(common(data, "sst-2", out, *base, "--pred_distill", "--adaptive_t_conv", "--adaptive_margin",
+                          "2"), "--adaptive_margin must be in [0, 1]", out)
+    regression = write_task(str(tmp_path / "regression"), "sts-b", train=4, dev=4)
+    one_line_error(common(regression, "sts-b", out, "--teacher_model", tiny_models["teachers"][1],
+                          "--spiking_student_model", tiny_models["student"], "--pred_distill", "--adaptive_t_conv"),
+                   "--adaptive_t_conv needs a classification task", out)
     without_weights = make_student_config(str(tmp_path / "without_weights"), num_labels=2)
     one_line_error(common(data, "sst-2", out, "--spiking_student_model", without_weights, "--do_eval"),
                    "no model.safetensors", out)

@@ -1,0 +1,137 @@
+"""Adaptive time steps in evaluation: each sentence's simulation stops once its answer has settled.
+
+After t steps the last layer's running [CLS] rate (its spike count / t) already gives logits,
+classifier(relu(rate)), the function the model applies after t_conv steps. Every
+``check_every`` steps, and at t_conv, each sentence still running is checked; it stops when
+
+    at least ``min_steps`` steps have run,
+    its predicted class (argmax of the logits) has not changed for ``patience`` consecutive
+    checks (it is the class of the ``patience`` checks before), and
+    its margin, top-1 minus top-2 softmax probability, is at least ``margin``,
+
+and at t_conv at the latest. A stopped sentence's outputs are those of a simulation of it for
+the steps it ran (logits, rates = spike counts / its steps); it then leaves the batch
+(Simulation.keep), so later steps run smaller matrix products, and the other sentences'
+states are untouched. Classification only: the rule watches the predicted class.
+"""
+import logging
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+
+from models.spiking_bert import population_statistics
+from transformer.modeling import embed_inputs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """When a sentence's simulation stops (module docstring); the defaults are the flags'."""
+    check_every: int = 4
+    patience: int = 2
+    margin: float = 0.2
+    min_steps: int = 8
+
+    def __post_init__(self):
+        if self.check_every < 1:
+            raise ValueError(f"--adaptive_check_every must be >= 1, got {self.check_every}")
+        if self.patience < 0:
+            raise ValueError(f"--adaptive_patience must be >= 0, got {self.patience}")
+        if not 0 <= self.margin <= 1:
+            raise ValueError(f"--adaptive_margin must be in [0, 1], got {self.margin}")
+        if self.min_steps < 1:
+            raise ValueError(f"--adaptive_min_steps must be >= 1, got {self.min_steps}")
+
+    @classmethod
+    def from_args(cls, args):
+        """The rule of the --adaptive_check_every, --adaptive_patience, --adaptive_margin and
+        --adaptive_min_steps flags (distill/cli.py)."""
+        return cls(args.adaptive_check_every, args.adaptive_patience, args.adaptive_margin, args.adaptive_min_steps)
+
+    def settings(self):
+        return asdict(self)
+
+    def describe(self):
+        return (f"check every {self.check_every} steps and at t_conv; stop a sentence once at least "
+                f"{self.min_steps} steps have run, its predicted class has not changed for {self.patience} "
+                f"consecutive checks and its softmax margin (top-1 minus top-2) is >= {self.margin}; "
+                "at t_conv at the latest")
+
+
+def rule_header(rule):
+    """The ``key = value`` header items of eval_results.txt that state the rule (or that there is none)."""
+    if rule is None:
+        return {"adaptive_t_conv": "off"}
+    return {"adaptive_t_conv": "on", "adaptive.rule": rule.describe(),
+            **{f"adaptive.{name}": value for name, value in rule.settings().items()}}
+
+
+class SettledOutput(NamedTuple):
+    """Per sentence, after the steps it ran: the fields evaluation reads from SpikingBertOutput, and the steps."""
+    logits: torch.Tensor  # [B, num_labels]
+    population_rates: torch.Tensor  # [B, P] mean rate over real tokens and neurons
+    population_spikes: torch.Tensor  # [B, P] float64 spike counts over real tokens, neurons and steps
+    steps: torch.Tensor  # [B] steps simulated
+
+
+class Settling:
+    """How long each running sentence's prediction has not changed, check after check."""
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.predicted = None
+        self.unchanged = None
+
+    def settled(self, logits, steps_done):
+        """[b] bool: the sentences whose answer has settled at this check (logits [b, C])."""
+        predicted = logits.argmax(-1)
+        if self.predicted is None:
+            self.unchanged = torch.zeros_like(predicted)
+        else:
+            self.unchanged = torch.where(predicted == self.predicted, self.unchanged + 1, 0)
+        self.predicted = predicted
+        top2 = logits.float().softmax(-1).topk(2, dim=-1).values
+        confident = top2[:, 0] - top2[:, 1] >= self.rule.margin
+        return (self.unchanged >= self.rule.patience) & confident & (steps_done >= self.rule.min_steps)
+
+    def keep(self, rows):
+        self.predicted, self.unchanged = self.predicted[rows], self.unchanged[rows]
+
+
+@torch.no_grad()
+def simulate_until_settled(model, input_ids, token_type_ids, attention_mask, rule):
+    """SettledOutput of a SpikingBertForSequenceClassification (eval mode) on one batch under ``rule``,
+    every sentence for at most the model's t_conv steps."""
+    if model.config.num_labels < 2:
+        raise ValueError("adaptive time steps need a classification task (the rule watches the predicted class)")
+    t_conv = model.config.spiking.t_conv
+    current, mask = embed_inputs(model.bert.embeddings, input_ids, token_type_ids, attention_mask)
+    simulation = model.bert.start_simulation(current, mask, keep_scores=False)
+    batch = input_ids.shape[0]
+    populations, device = len(model.population_names()), current.device
+    logits_out = torch.zeros(batch, model.config.num_labels, device=device)
+    rates_out = torch.zeros(batch, populations, device=device)
+    spikes_out = torch.zeros(batch, populations, dtype=torch.float64, device=device)
+    steps_out = torch.zeros(batch, dtype=torch.long, device=device)
+    running = torch.arange(batch, device=current.device)  # batch rows of the sentences still simulated
+    settling = Settling(rule)
+    while len(running):
+        simulation.run(min(rule.check_every, t_conv - simulation.steps_done))
+        steps = simulation.steps_done
+        counts = simulation.spike_counts()
+        logits = model.classifier(torch.relu(counts.layers[-1].output[:, 0] / steps))
+        stop = settling.settled(logits, steps) | (steps >= t_conv)
+        if not stop.any():
+            continue
+        stopped, going_on = stop.nonzero().squeeze(1), (~stop).nonzero().squeeze(1)
+        rows = running[stopped]
+        rates = counts.map(lambda count: count[stopped] / steps)
+        rates_out[rows], spikes_out[rows] = population_statistics(rates, attention_mask[rows], steps)
+        logits_out[rows], steps_out[rows] = logits[stopped].float(), steps
+        if len(going_on):
+            simulation.keep(going_on)
+            settling.keep(going_on)
+        running = running[going_on]
+    return SettledOutput(logits_out, rates_out, spikes_out, steps_out)
