@@ -10,7 +10,7 @@ from models import SpikingBertForSequenceClassification
 from modules.energy import (BertSize, accumulates_per_example, bert_multiply_accumulates,
                             matrix_product_multiply_accumulates, multiply_accumulates_per_example,
                             operation_counts, spike_counts_by_population, summarise)
-from modules.neurons import IFNeuron
+from spike_recording import record_spikes
 from transformer.modeling import BertConfig, BertForSequenceClassification
 
 SIZE = BertSize(hidden=16, intermediate=24, heads=2, layers=2, num_labels=2)
@@ -32,23 +32,6 @@ def padded_batch():
     segments = (torch.arange(9) >= 4).long().expand(3, 9)
     mask = (torch.arange(9) < torch.tensor([[9], [6], [3]])).long()
     return ids, segments, mask
-
-
-def record_simulated_spikes(monkeypatch):
-    """Population -> the spike tensor [B, L, width] of every step, in firing (= population) order.
-
-    The one place that knows the simulation's neuron class.
-    """
-    trains = {}
-    original = IFNeuron.scan
-
-    def scan(self, current, state, steps):
-        spikes = original(self, current, state, steps)
-        trains.setdefault(id(state), []).extend(spikes.view(steps, -1, *spikes.shape[1:]).clone().unbind(0))
-        return spikes
-
-    monkeypatch.setattr(IFNeuron, "scan", scan)
-    return trains
 
 
 def brute_force_accumulates(spikes, mask):
@@ -98,7 +81,7 @@ def model_accumulates(model, ids, segments, mask):
 def test_accumulates_equal_brute_force_count_of_the_simulation(monkeypatch, t_conv):
     model = tiny_student(t_conv, vth=0.5)
     ids, segments, mask = padded_batch()
-    trains = record_simulated_spikes(monkeypatch)
+    trains = record_spikes(monkeypatch)
     counts, acs = model_accumulates(model, ids, segments, mask)
     names = model.population_names()
     assert names == list(SIZE.population_widths())

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.losses import (LOSSES, attention_distribution_kl, attention_mse, check_compatible, get_loss,
-                            hidden_cosine, hidden_mse, internal_layer_loss, layer_map, minilm_loss, patient_kd_loss,
-                            prediction_loss, soft_cross_entropy, true_label_loss, value_relation_kl)
+from distill.losses import (LOSSES, attention_distribution_kl, attention_mse, check_compatible, hidden_cosine,
+                            internal_layer_loss, layer_map, minilm_loss, patient_kd_loss, prediction_loss,
+                            soft_cross_entropy, true_label_loss, value_relation_kl)
 from transformer.modeling import BertConfig, BertModelOutput
 
 

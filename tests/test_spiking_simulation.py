@@ -8,9 +8,10 @@ import torch.nn.functional as F
 
 from models import SpikingBertForGeneralKD
 from models.config import SpikingBertConfig
-from modules.neurons import IFNeuron, make_neuron
+from modules.neurons import IFNeuron
 from modules.simulation import chunk_steps, step_bytes
 from modules.snn_bert_modules import StepDropout
+from spike_recording import record_spikes
 from transformer.modeling import BertConfig, extended_attention_mask
 
 
@@ -29,20 +30,6 @@ def tiny_batch(seed=0, batch=3, length=10):
     mask = torch.ones(batch, length, dtype=torch.long)
     mask[0, 7:] = 0
     return ids, segments, mask
-
-
-def record_spikes(monkeypatch):
-    """Collect, per population state (in creation order), the spike tensor of every step."""
-    trains = {}
-    original = IFNeuron.scan
-
-    def scan(self, current, state, steps):
-        spikes = original(self, current, state, steps)
-        trains.setdefault(id(state), []).extend(spikes.view(steps, -1, *spikes.shape[1:]).clone().unbind(0))
-        return spikes
-
-    monkeypatch.setattr(IFNeuron, "scan", scan)
-    return trains
 
 
 def reference_spikes(model, ids, segments, mask):
