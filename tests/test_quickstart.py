@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-import quickstart
+from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv
+from pipeline.stages import MARKER_NAME, adaptive_stage_name, build_stages, first_difference, seeded
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +29,7 @@ def smoke_run(tmp_path_factory):
 
 def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     run_dir, stdout = smoke_run
-    preset = quickstart.PRESETS["smoke"]
+    preset = PRESETS["smoke"]
     with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
         results = json.load(f)
     assert results["preset"] == "smoke" and results["dev_examples"] == preset["data"]["dev_sentences"]
@@ -45,12 +46,12 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert energies == sorted(energies) and all(e["energy_ratio_to_teacher"] > 0 for e in evaluations)
     assert [e["mean_steps"] for e in evaluations] == preset["eval_t_conv"]
     adaptive = results["student"]["adaptive"]
-    assert adaptive["t_conv"] == preset["t_conv"]["pred_kd"] and adaptive["mean_steps"] <= adaptive["t_conv"]
+    assert adaptive["t_conv"] == final_t_conv(preset) and adaptive["mean_steps"] <= adaptive["t_conv"]
     assert "predicted class has not changed" in adaptive["rule"]
     assert results["teacher"]["energy_uj"] > results["same_size_ann"]["energy_uj"] > 0
     with open(os.path.join(run_dir, "tradeoff.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(os.path.join(run_dir, quickstart.adaptive_stage_name(preset), "energy.json"), encoding="utf-8") as f:
+    with open(os.path.join(run_dir, adaptive_stage_name(preset), "energy.json"), encoding="utf-8") as f:
         assert json.load(f)["header"]["adaptive_t_conv"] == "on"
     assert results["student"]["parameters"] < results["teacher"]["parameters"]
 
@@ -60,8 +61,8 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert results["majority_baseline"]["dev_acc"] == pytest.approx(majority)
 
     for name in ["data", "teacher", "corpus", "general_kd", "task_ikd", "pred_kd"] + [
-            f"eval_t{t}" for t in preset["eval_t_conv"]] + [quickstart.adaptive_stage_name(preset)]:
-        assert os.path.isfile(os.path.join(run_dir, name, quickstart.MARKER_NAME)), name
+            f"eval_t{t}" for t in preset["eval_t_conv"]] + [adaptive_stage_name(preset)]:
+        assert os.path.isfile(os.path.join(run_dir, name, MARKER_NAME)), name
         assert not results["stages"][name]["reused"]
     for name in ["teacher", "general_kd", "task_ikd", "pred_kd"]:
         assert os.path.isfile(os.path.join(run_dir, name, "model.safetensors")), name
@@ -72,7 +73,8 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert "energy per sentence (uJ)" in table and "adaptive, at most t_conv 4" in table
     assert table.strip() in stdout
     # Each stage's command is logged before it runs.
-    assert "spiking_bert_task_distill.py --pred_distill" in stdout
+    commands = [line for line in stdout.splitlines() if "quickstart: [pred_kd] " in line]
+    assert commands and "spiking_bert_task_distill.py" in commands[0] and " --pred_distill " in commands[0]
 
 
 def test_rerun_reuses_stages_and_other_settings_are_refused(smoke_run):
@@ -83,7 +85,7 @@ def test_rerun_reuses_stages_and_other_settings_are_refused(smoke_run):
     with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
         assert all(stage["reused"] for stage in json.load(f)["stages"].values())
 
-    marker = os.path.join(run_dir, "teacher", quickstart.MARKER_NAME)
+    marker = os.path.join(run_dir, "teacher", MARKER_NAME)
     before = os.path.getmtime(marker)
     refused = run_quickstart("--run_dir", run_dir)  # the default preset's settings
     assert refused.returncode != 0
@@ -102,19 +104,30 @@ def test_refuses_a_foreign_non_empty_run_dir(tmp_path):
 def test_first_difference_names_the_changed_setting():
     old = {"command": ["a.py", "--num_train_epochs", "1"], "inputs": {}}
     new = {"command": ["a.py", "--num_train_epochs", "2"], "inputs": {}}
-    assert quickstart.first_difference(old, new) == 'command[2]: "1" -> "2"'
+    assert first_difference(old, new) == 'command[2]: "1" -> "2"'
 
 
-def test_each_distillation_stage_runs_at_its_preset_t_conv():
+def test_stages_chain_and_run_at_their_preset_t_conv():
     assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    for preset in quickstart.PRESETS.values():
-        stages = {stage.name: stage for stage in quickstart.build_stages(preset, "/tmp/run", assets)}
-        for name, t_conv in preset["t_conv"].items():
-            assert stages[name].flags["--t_conv"] == t_conv, name
-        assert preset["t_conv"]["pred_kd"] in preset["eval_t_conv"]
-        for t_conv in preset["eval_t_conv"]:
-            assert stages[f"eval_t{t_conv}"].flags["--t_conv"] == t_conv
-        adaptive = stages[quickstart.adaptive_stage_name(preset)].flags
-        assert adaptive["--adaptive_t_conv"] is True and adaptive["--t_conv"] == preset["t_conv"]["pred_kd"]
-    default = quickstart.PRESETS["default"]["t_conv"]
-    assert (default["general_kd"], default["task_ikd"], default["pred_kd"]) == (8, 8, 32)
+    for preset in PRESETS.values():
+        stages = {stage.name: stage for stage in build_stages(preset, "/tmp/run", assets)}
+        for seed in preset["seeds"]:
+            student = STUDENT_CONFIG_DIR
+            for name, flags in preset["distillation"]:
+                stage = stages[seeded(name, seed, preset)]
+                assert stage.flags["--t_conv"] == flags["t_conv"] and stage.flags["--seed"] == seed, name
+                assert stage.flags["--spiking_student_model"] == student
+                student = stage.folder
+            assert final_t_conv(preset) in preset["eval_t_conv"]
+            for t_conv in preset["eval_t_conv"]:
+                evaluation = stages[seeded(f"eval_t{t_conv}", seed, preset)].flags
+                assert evaluation["--t_conv"] == t_conv and evaluation["--spiking_student_model"] == student
+            adaptive = stages[seeded(adaptive_stage_name(preset), seed, preset)].flags
+            assert adaptive["--adaptive_t_conv"] is True and adaptive["--t_conv"] == final_t_conv(preset)
+    paper = {name: flags["t_conv"] for name, flags in PRESETS["paper"]["distillation"]}
+    assert paper == {"general_kd": 8, "task_ikd": 8, "pred_kd": 32}
+    # Two seeds: shared data, teacher and corpus, per-seed students in their own folders.
+    two = {**PRESETS["paper"], "seeds": [42, 7]}
+    stages = {stage.name: stage for stage in build_stages(two, "/tmp/run", assets)}
+    assert stages["pred_kd.seed7"].folder == "/tmp/run/seed7/pred_kd" and "teacher.seed7" not in stages
+    assert stages["task_ikd.seed42"].flags["--teacher_model"] == stages["teacher"].folder

@@ -1,0 +1,173 @@
+"""Ablation of the few-step options: the paper's method, each option alone, and the combination, 2 seeds each.
+
+    python benchmarks/ablate_low_latency.py [--run_dir runs/ablation] [--variants paper m05 ...] [--jobs 2]
+
+Every variant is a preset of the quick start (pipeline/presets.py) under one budget, smaller than the
+default preset's so that the whole ablation fits in about two hours on a 2-core CPU: 2,000 movie
+training sentences, 500 dev sentences, 3,000 corpus sentences, training at t_conv 8 (the target),
+task IKD 2 epochs and prediction KD 1 epoch, batch 16. The data slices, the task teacher and the
+corpus are shared by all variants, and the paper's general-KD student by the variants that start
+from it (one per seed). Every option is added to the paper's method alone; `best` combines them:
+
+  paper       general KD, IKD and prediction KD at t_conv 8 (clamp surrogate, membranes from 0, one vth)
+  m05         + membrane_init 0.5
+  grid        + surrogate grid
+  thresholds  + per-population thresholds, calibrated (99th percentile) and learned
+  teacher     + init_from_teacher (the task teacher's layers 2, 4, 6; no general KD)
+  nosim       + train_simulation off (training through the surrogate alone)
+  best        m05 + grid + teacher + nosim (the default preset's recipe at this budget)
+
+Each student is evaluated at t_conv 4, 8, 16 and 32. The table (dev accuracy per t_conv, mean spike
+rate at 8 and 16, training wall time; mean over seeds with the range) is printed and written to
+<run_dir>/ablation.md and ablation.json. With --jobs 2, two stages run at once, each with one torch thread.
+"""
+import argparse
+import concurrent.futures
+import copy
+import logging
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from corpus.assets import asset_paths  # noqa: E402
+from pipeline.presets import PAPER_SPIKING  # noqa: E402
+from pipeline.report import read_results  # noqa: E402
+from pipeline.stages import (REPO, build_stages, execute, plan, prepare_assets, seeded, show_path,  # noqa: E402
+                             stage_settings, write_json_atomic)
+
+logger = logging.getLogger("quickstart")
+
+SEEDS = [42, 7]
+EVAL_T_CONV = [4, 8, 16, 32]
+TRAIN_T_CONV = 8
+BUDGET = {
+    "data": {"train_sentences": 2000, "dev_sentences": 500, "corpus_sentences": 3000},
+    "max_seq_length": 64, "eval_t_conv": EVAL_T_CONV, "eval_batch_size": 64, "seeds": SEEDS,
+    "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
+    "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
+    "spiking": PAPER_SPIKING, "adaptive_eval": False,
+}
+GENERAL_KD = ("general_kd", {"t_conv": TRAIN_T_CONV, "num_train_epochs": 1, "train_batch_size": 16,
+                             "learning_rate": 3e-4})
+TASK_IKD = {"t_conv": TRAIN_T_CONV, "num_train_epochs": 2, "train_batch_size": 16, "learning_rate": 3e-4}
+PRED_KD = {"pred_distill": True, "t_conv": TRAIN_T_CONV, "num_train_epochs": 1, "train_batch_size": 16,
+           "learning_rate": 1e-4, "eval_step": 1000}
+
+# Each option: flags added to both task stages, flags added to task IKD only (how the student starts), and
+# whether it replaces general KD. Starting from the teacher's weights IKD takes a smaller learning rate.
+OPTIONS = {
+    "m05": ({"membrane_init": 0.5}, {}, False),
+    "grid": ({"surrogate": "grid"}, {}, False),
+    "thresholds": ({"threshold_scope": "population", "learn_threshold": "on"}, {"calibrate_vth": 99}, False),
+    "teacher": ({}, {"init_from_teacher": True, "learning_rate": 1e-4}, True),
+    "nosim": ({"train_simulation": "off"}, {}, False),
+}
+VARIANTS = {"paper": (), "m05": ("m05",), "grid": ("grid",), "thresholds": ("thresholds",),
+            "teacher": ("teacher",), "nosim": ("nosim",), "best": ("m05", "grid", "teacher", "nosim")}
+
+
+def variant_preset(options):
+    """The budget's preset with ``options`` added to the task stages (first task stage: starting flags)."""
+    preset = copy.deepcopy(BUDGET)
+    spiking = {key: value for option in options for key, value in OPTIONS[option][0].items()}
+    first = {**TASK_IKD, **spiking, **{key: value for option in options for key, value in OPTIONS[option][1].items()}}
+    from_teacher = any(OPTIONS[option][2] for option in options)
+    preset["distillation"] = ([] if from_teacher else [copy.deepcopy(GENERAL_KD)]) + [
+        ("task_ikd", first), ("pred_kd", {**PRED_KD, **spiking})]
+    return preset
+
+
+def shared_folders(run_dir, preset):
+    """Stages every variant shares: data, teacher, corpus, and the paper's general-KD students."""
+    folders = {name: os.path.join(run_dir, "shared", name) for name in ("data", "teacher", "corpus")}
+    for seed in preset["seeds"]:
+        folders[seeded("general_kd", seed, preset)] = os.path.join(run_dir, "shared", f"seed{seed}", "general_kd")
+    return folders
+
+
+def summarise(name, preset, stages, timings):
+    """Accuracy per t_conv and spike rates of one variant, per seed and as mean and range."""
+    folders = {stage.name: stage.folder for stage in stages}
+    row = {"variant": name, "options": list(VARIANTS[name]), "per_seed": {}}
+    for seed in preset["seeds"]:
+        figures = {}
+        for t_conv in EVAL_T_CONV:
+            results = read_results(folders[seeded(f"eval_t{t_conv}", seed, preset)])
+            figures[f"acc_t{t_conv}"] = results["movie.acc"]
+            figures[f"rate_t{t_conv}"] = results["movie.rate.mean_over_populations"]
+        figures["train_seconds"] = sum(timings[seeded(stage, seed, preset)]["seconds"]
+                                       for stage, _ in preset["distillation"])
+        row["per_seed"][seed] = figures
+    for key in next(iter(row["per_seed"].values())):
+        values = [figures[key] for figures in row["per_seed"].values()]
+        row[key] = {"mean": statistics.mean(values), "min": min(values), "max": max(values)}
+    return row
+
+
+def markdown(rows):
+    def cell(row, key, digits=4):
+        figure = row[key]
+        return f"{figure['mean']:.{digits}f} ({figure['min']:.{digits}f}-{figure['max']:.{digits}f})"
+
+    lines = ["| variant | options | " + " | ".join(f"acc t_conv {t}" for t in EVAL_T_CONV)
+             + " | rate t_conv 8 | rate t_conv 16 | training s |", "|---" * (7 + len(EVAL_T_CONV)) + "|"]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {' + '.join(row['options']) or '-'} | "
+                     + " | ".join(cell(row, f"acc_t{t}") for t in EVAL_T_CONV)
+                     + f" | {cell(row, 'rate_t8')} | {cell(row, 'rate_t16')} | {cell(row, 'train_seconds', 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_parallel(stages, settings, to_run, run_dir, jobs):
+    """The shared stages first, then each seed's chain of stages, ``jobs`` chains at a time."""
+    def run(chain):
+        names = {stage.name for stage in chain}
+        return execute(chain, settings, [name for name in to_run if name in names], run_dir)
+
+    shared = [stage for stage in stages if ".seed" not in stage.name]
+    chains = {}
+    for stage in stages:
+        if ".seed" in stage.name:
+            chains.setdefault(stage.name.rsplit(".seed", 1)[1], []).append(stage)
+    timings = run(shared)
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for chain_timings in pool.map(run, chains.values()):
+            timings.update(chain_timings)
+    return timings
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--run_dir", default=os.path.join(REPO, "runs", "ablation"))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--jobs", type=int, choices=(1, 2), default=2,
+                        help="seeds trained side by side, one torch thread each (1: one at a time, all threads)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s ablation: %(message)s", datefmt="%H:%M:%S")
+    run_dir = os.path.abspath(args.run_dir)
+    os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
+    if args.jobs == 2:
+        os.environ["OMP_NUM_THREADS"] = "1"
+    assets = asset_paths()
+    prepare_assets(assets, run_dir)
+    rows = []
+    for name in args.variants:
+        preset = variant_preset(VARIANTS[name])
+        stages = build_stages(preset, os.path.join(run_dir, name), assets, shared_folders(run_dir, preset))
+        settings = stage_settings(stages)
+        timings = run_parallel(stages, settings, plan(stages, settings, overwrite=False), run_dir, args.jobs)
+        rows.append(summarise(name, preset, stages, timings))
+        table = markdown(rows)
+        with open(os.path.join(run_dir, "ablation.md"), "w", encoding="utf-8") as f:
+            f.write(table)
+        write_json_atomic(os.path.join(run_dir, "ablation.json"), rows)
+        logger.info("%s done:\n%s", name, table)
+    print(table)
+    logger.info("table in %s", show_path(os.path.join(run_dir, "ablation.md")))
+
+
+if __name__ == "__main__":
+    main()

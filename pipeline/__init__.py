@@ -1,0 +1,1 @@
+"""The quick start and the ablation: presets, stages, results."""

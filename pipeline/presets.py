@@ -1,0 +1,75 @@
+"""The quick start's presets, as plain data.
+
+A preset gives the data slices, the teacher's fine-tuning, the corpus, and the
+distillation stages in order: each is (name, flags), run by spiking_bert_general_distill.py
+(general_kd) or spiking_bert_task_distill.py (the others), each starting from the
+previous stage's student (the first from the student config). ``spiking`` flags go to
+every distillation stage. The last stage's student is evaluated at every ``eval_t_conv``
+and (unless ``adaptive_eval`` is False) once more with --adaptive_t_conv at its training t_conv. Every distillation and
+evaluation stage runs once per seed in ``seeds``; data, teacher and corpus are shared.
+None means "all of it".
+"""
+import copy
+
+STUDENT_CONFIG_DIR = "spiking_student_model/minilm"
+TASK = "movie"
+SEED = 42  # data slices, teacher and corpus; distillation seeds are the preset's
+
+PAPER_SPIKING = {"vth": 1.0}
+
+PRESETS = {
+    "smoke": {
+        "data": {"train_sentences": 160, "dev_sentences": 64, "corpus_sentences": 200},
+        "max_seq_length": 32, "eval_t_conv": [2, 4, 8, 16], "eval_batch_size": 64, "seeds": [42],
+        "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 1e-4},
+        "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
+        "spiking": PAPER_SPIKING,
+        "distillation": [
+            ("general_kd", {"t_conv": 4, "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 3e-4}),
+            ("task_ikd", {"t_conv": 4, "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 3e-4}),
+            ("pred_kd", {"pred_distill": True, "t_conv": 4, "num_train_epochs": 1, "train_batch_size": 16,
+                         "learning_rate": 1e-4, "eval_step": 5}),
+        ],
+    },
+    # The paper's method at the CPU budget: general KD and IKD at 8 steps, prediction KD at 32 (after IKD at
+    # 8, prediction KD at 8 steps stayed at the majority class: the [CLS] rates, quantised to 1/8, hardly
+    # differed between sentences).
+    "paper": {
+        "data": {"train_sentences": 4000, "dev_sentences": None, "corpus_sentences": 5000},
+        "max_seq_length": 64, "eval_t_conv": [4, 8, 16, 32], "eval_batch_size": 64, "seeds": [42],
+        "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
+        "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
+        "spiking": PAPER_SPIKING,
+        "distillation": [
+            ("general_kd", {"t_conv": 8, "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 3e-4}),
+            ("task_ikd", {"t_conv": 8, "num_train_epochs": 3, "train_batch_size": 16, "learning_rate": 3e-4}),
+            ("pred_kd", {"pred_distill": True, "t_conv": 32, "num_train_epochs": 1, "train_batch_size": 16,
+                         "learning_rate": 1e-4, "eval_step": 125}),
+        ],
+    },
+    "full": {
+        "data": {"train_sentences": None, "dev_sentences": None, "corpus_sentences": None},
+        "max_seq_length": 128, "eval_t_conv": [25, 50, 125, 250], "eval_batch_size": 32, "seeds": [42],
+        "teacher": {"num_train_epochs": 3, "train_batch_size": 32, "learning_rate": 2e-5},
+        "corpus": {"epochs_to_generate": 3, "max_seq_len": 128},
+        "spiking": PAPER_SPIKING,
+        "distillation": [
+            ("general_kd", {"t_conv": 125, "num_train_epochs": 3, "train_batch_size": 32, "learning_rate": 5e-5}),
+            ("task_ikd", {"t_conv": 125, "num_train_epochs": 10, "train_batch_size": 32, "learning_rate": 5e-5}),
+            ("pred_kd", {"pred_distill": True, "t_conv": 125, "num_train_epochs": 3, "train_batch_size": 32,
+                         "learning_rate": 3e-5, "eval_step": 100}),
+        ],
+    },
+}
+
+DEFAULT_PRESET = "default"
+PRESETS["default"] = copy.deepcopy(PRESETS["paper"])  # replaced by the few-step recipe below
+
+
+def final_stage(preset):
+    """(name, flags) of the last distillation stage: the student that is evaluated."""
+    return preset["distillation"][-1]
+
+
+def final_t_conv(preset):
+    return final_stage(preset)[1]["t_conv"]

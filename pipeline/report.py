@@ -1,0 +1,177 @@
+"""The quick start's results: collected from the stages' eval_results.txt, as a table and a plot.
+
+With several seeds every student row gives the mean over seeds and the range (min-max);
+results.json keeps each seed's figures.
+"""
+import math
+import os
+import statistics
+
+from safetensors import safe_open
+
+from pipeline.presets import TASK, final_stage, final_t_conv
+from pipeline.stages import REPO, adaptive_stage_name, seeded
+from transformer.checkpoint import weights_file
+
+STUDENT_FIGURES = ("dev_acc", "mean_steps", "mean_spike_rate", "energy_uj", "energy_ratio_to_teacher")
+
+
+def read_results(folder):
+    """eval_results.txt of a stage folder as a dict of floats (``key = value`` lines)."""
+    results = {}
+    with open(os.path.join(REPO, folder, "eval_results.txt"), encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.strip().partition(" = ")
+            try:
+                results[key] = float(value)
+            except ValueError:
+                results[key] = value
+    return results
+
+
+def count_parameters(model_dir):
+    with safe_open(weights_file(os.path.join(REPO, model_dir)), framework="pt") as f:
+        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())  # noqa: SIM118 (no __iter__)
+
+
+def majority_baseline(dev_tsv):
+    with open(dev_tsv, encoding="utf-8") as f:
+        labels = [line.rstrip("\n").split("\t")[-1] for line in f.readlines()[1:] if line.strip()]
+    majority = max(set(labels), key=labels.count)
+    return majority, labels.count(majority) / len(labels), len(labels)
+
+
+def evaluation_summary(results, preset):
+    """One evaluation's figures: accuracy, steps, spike rate and energy per sentence (eval_results.txt values)."""
+    t_conv = int(results["t_conv"])
+    return {"t_conv": t_conv, "dev_acc": results[f"{TASK}.acc"],
+            "mean_steps": results[f"{TASK}.distribution.steps.mean"],
+            "mean_spike_rate": results[f"{TASK}.rate.mean_over_populations"],
+            "energy_uj": results[f"{TASK}.energy.energy_uj"],
+            "energy_ratio_to_teacher": results[f"{TASK}.energy.energy_ratio_to_teacher"],
+            "trained_at": t_conv == final_t_conv(preset)}
+
+
+def over_seeds(per_seed):
+    """Figures of several seeds' evaluations -> each figure's mean, min and max (and the seeds' values)."""
+    summary = {key: per_seed[0][key] for key in ("t_conv", "trained_at")}
+    for key in STUDENT_FIGURES:
+        values = [evaluation[key] for evaluation in per_seed]
+        summary[key] = statistics.mean(values)
+        summary[f"{key}_range"] = [min(values), max(values)]
+        summary[f"{key}_per_seed"] = values
+    return summary
+
+
+def collect_results(preset_name, preset, stages, timings):
+    folders = {stage.name: stage.folder for stage in stages}
+    majority_label, majority_acc, dev_size = majority_baseline(os.path.join(REPO, folders["data"], "movie", "dev.tsv"))
+    seeds = preset["seeds"]
+
+    def evaluations_of(stage):
+        return [evaluation_summary(read_results(folders[seeded(stage, seed, preset)]), preset) for seed in seeds]
+
+    evaluations = [over_seeds(evaluations_of(f"eval_t{t_conv}")) for t_conv in preset["eval_t_conv"]]
+    adaptive_stage = adaptive_stage_name(preset)
+    adaptive_results = read_results(folders[seeded(adaptive_stage, seeds[0], preset)])
+    adaptive = {**over_seeds(evaluations_of(adaptive_stage)), "rule": adaptive_results["adaptive.rule"]}
+    student_folder = folders[seeded(final_stage(preset)[0], seeds[0], preset)]
+    return {
+        "preset": preset_name, "settings": preset, "task": TASK, "dev_examples": dev_size, "seeds": seeds,
+        "majority_baseline": {"label": majority_label, "dev_acc": majority_acc},
+        "teacher": {"dev_acc": read_results(folders["teacher"])[f"{TASK}.acc"],
+                    "parameters": count_parameters(folders["teacher"]), "folder": folders["teacher"],
+                    "energy_uj": adaptive_results[f"{TASK}.energy.teacher_energy_uj"]},
+        "same_size_ann": {"energy_uj": adaptive_results[f"{TASK}.energy.ann_energy_uj"]},
+        "student": {"parameters": count_parameters(student_folder), "folder": student_folder,
+                    "final_t_conv": final_t_conv(preset), "evaluations": evaluations, "adaptive": adaptive},
+        "stages": timings,
+    }
+
+
+def figure(evaluation, key, digits):
+    """``mean`` or, over several seeds, ``mean (min-max)``."""
+    low, high = evaluation[f"{key}_range"]
+    if len(evaluation[f"{key}_per_seed"]) == 1:
+        return f"{evaluation[key]:.{digits}}"
+    return f"{evaluation[key]:.{digits}} ({low:.{digits}}-{high:.{digits}})"
+
+
+def results_markdown(results):
+    student, teacher = results["student"], results["teacher"]
+    adaptive = student["adaptive"]
+    seeds = results["seeds"]
+    over = (f" Student rows: mean over seeds {', '.join(map(str, seeds))} (range in brackets)."
+            if len(seeds) > 1 else "")
+    lines = [f"# Quick start results ({results['preset']} preset)", "",
+             (f"Movie-review sentiment (Rotten Tomatoes sentences, SST-2 layout), {results['dev_examples']} dev "
+              "sentences. Energy per sentence: 0.9 pJ per accumulate, 4.6 pJ per multiply-accumulate (45 nm), "
+              f"arithmetic only (README, Energy).{over}"), "",
+             "| model | dev accuracy | mean steps | mean spike rate | energy per sentence (uJ) | energy / teacher's "
+             "| parameters |", "|---|---|---|---|---|---|---|",
+             (f"| majority class ({results['majority_baseline']['label']}) | "
+              f"{results['majority_baseline']['dev_acc']:.4f} | | | | | |"),
+             (f"| teacher: all-MiniLM-L6-v2 fine-tuned | {teacher['dev_acc']:.4f} | | | {teacher['energy_uj']:.4g} "
+              f"| 1 | {teacher['parameters']:,} |"),
+             f"| same-size ordinary BERT (energy only) | | | | {results['same_size_ann']['energy_uj']:.4g} | "
+             f"{results['same_size_ann']['energy_uj'] / teacher['energy_uj']:.3g} | |"]
+    rows = [(f"t_conv {e['t_conv']}{' (training value)' if e['trained_at'] else ''}", e)
+            for e in student["evaluations"]]
+    rows.append((f"adaptive, at most t_conv {adaptive['t_conv']}", adaptive))
+    for name, evaluation in rows:
+        lines.append(f"| spiking student, {name} | {figure(evaluation, 'dev_acc', '4f')} | "
+                     f"{figure(evaluation, 'mean_steps', '4g')} | {figure(evaluation, 'mean_spike_rate', '4f')} | "
+                     f"{figure(evaluation, 'energy_uj', '4g')} | {figure(evaluation, 'energy_ratio_to_teacher', '3g')}"
+                     f" | {student['parameters']:,} |")
+    lines += ["", f"Adaptive rule: {adaptive['rule']}.", "", "| stage | wall time (s) | |", "|---|---|---|"]
+    for name, timing in results["stages"].items():
+        lines.append(f"| {name} | {timing['seconds']:.0f} | {'reused' if timing['reused'] else ''} |")
+    total = sum(timing["seconds"] for timing in results["stages"].values())
+    lines += [f"| total | {total:.0f} | |", ""]
+    return "\n".join(lines)
+
+
+def write_tradeoff_plot(results, path):
+    """tradeoff.png: dev accuracy (top) and energy per sentence (bottom) against the time steps, the
+    teacher as horizontal lines, the adaptive evaluation as one point at its mean steps; with several
+    seeds the means with their ranges as error bars."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    student, teacher = results["student"], results["teacher"]
+    evaluations, adaptive = student["evaluations"], student["adaptive"]
+    steps = [e["t_conv"] for e in evaluations]
+
+    def error_bars(points, key):
+        return [[p[key] - p[f"{key}_range"][0] for p in points], [p[f"{key}_range"][1] - p[key] for p in points]]
+
+    figure_, (accuracy_axis, energy_axis) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 7.2))
+    for axis, key, teacher_value in ((accuracy_axis, "dev_acc", teacher["dev_acc"]),
+                                     (energy_axis, "energy_uj", teacher["energy_uj"])):
+        axis.errorbar(steps, [e[key] for e in evaluations], yerr=error_bars(evaluations, key), fmt="o-",
+                      color="tab:blue", capsize=3, label="spiking student, fixed t_conv")
+        axis.errorbar([adaptive["mean_steps"]], [adaptive[key]], yerr=error_bars([adaptive], key), fmt="D",
+                      color="tab:red", markersize=8, capsize=3,
+                      label=f"spiking student, adaptive (at most {adaptive['t_conv']}), at its mean steps")
+        axis.axhline(teacher_value, color="tab:green", linestyle="--", label="teacher")
+        axis.grid(alpha=0.3)
+    accuracy_axis.axhline(results["majority_baseline"]["dev_acc"], color="grey", linestyle=":",
+                          label="majority class")
+    energy_axis.axhline(results["same_size_ann"]["energy_uj"], color="tab:orange", linestyle="-.",
+                        label="ordinary BERT of the student's size")
+    accuracy_axis.set_ylabel("dev accuracy")
+    energy_axis.set_ylabel("energy per sentence (uJ, arithmetic at 45 nm)")
+    energy_axis.set_xscale("log", base=2)
+    energy_axis.set_xticks(steps, [str(s) for s in steps])
+    accuracy_axis.tick_params(labelbottom=True)
+    energy_axis.set_xlabel("time steps (t_conv; adaptive: mean steps used)")
+    for axis in (accuracy_axis, energy_axis):
+        axis.legend(fontsize=7)
+    accuracy_axis.set_title(f"Spiking student on {results['task']} ({results['preset']} preset): "
+                            "accuracy and energy against time steps", fontsize=9)
+    figure_.tight_layout()
+    tmp = f"{path}.tmp"
+    figure_.savefig(tmp, format="png", dpi=120)
+    plt.close(figure_)
+    os.replace(tmp, path)

@@ -1,0 +1,315 @@
+"""The quick start's pipeline as data (Stage), and how stages are planned, run and reused.
+
+Every stage is one of the project's scripts run as a subprocess (or the in-process job that
+writes the data slices); its command line is printed and logged first, so any stage can be
+rerun by hand. A stage whose folder holds stage_done.json with the same settings (its
+command and a digest of each input stage's settings) is reused; a folder made with other
+settings is refused unless the caller allows redoing it.
+"""
+import hashlib
+import json
+import logging
+import os
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_t_conv
+from transformer.checkpoint import atomic_directory
+
+MARKER_NAME = "stage_done.json"
+RUN_RECORD_NAME = "quickstart_run.json"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+logger = logging.getLogger("quickstart")
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline: a script with its flags (or an in-process job) writing ``folder``."""
+    name: str
+    folder: str
+    script: str = None
+    flags: dict = field(default_factory=dict)
+    inputs: tuple = ()
+    job: object = None
+    job_settings: dict = None
+
+    def command(self):
+        """argv after the interpreter: flags with value True are bare switches."""
+        argv = [self.script]
+        for flag, value in self.flags.items():
+            argv += [flag] if value is True else [flag, str(value)]
+        return argv
+
+
+def show_path(path):
+    """Paths inside the repository relative to it (commands run from there), others absolute."""
+    path = os.path.abspath(path)
+    relative = os.path.relpath(path, REPO)
+    return path if relative.startswith("..") else relative
+
+
+def build_stages(preset, run_dir, assets, folders=None):
+    """The pipeline of one preset, as data; nothing is run here.
+
+    ``folders`` maps stage names to folders used instead of ``run_dir``'s (stages shared by several
+    runs, as in the ablation). Distillation and evaluation stages are per seed: named
+    ``<stage>.seed<seed>`` in ``run_dir/seed<seed>/`` when the preset has several seeds.
+    """
+    folders = folders or {}
+
+    def folder(name, subfolder=None):
+        if name in folders:
+            return show_path(folders[name])
+        return show_path(os.path.join(run_dir, subfolder or name))
+
+    teacher, movie = assets["teacher"], folder("data") + "/movie"
+    sources = {"bert": teacher, "teacher": folder("teacher"), "corpus": folder("corpus"), "movie": movie}
+    stages = [
+        Stage("data", folder("data"), job=write_data_slices,
+              job_settings={"movie_sst2": assets["movie_sst2"], "wiki_corpus": assets["wiki_corpus"],
+                            "seed": SEED, **preset["data"]}),
+        Stage("teacher", folder("teacher"), "finetune_teacher.py", {
+            "--bert_model": teacher, "--data_dir": movie, "--task_name": TASK, "--output_dir": folder("teacher"),
+            **flags_of(preset["teacher"]), "--eval_batch_size": preset["eval_batch_size"],
+            "--max_seq_length": preset["max_seq_length"], "--do_lower_case": True, "--seed": SEED},
+            inputs=("data",)),
+        Stage("corpus", folder("corpus"), "preprocess_training_data.py", {
+            "--train_corpus": folder("data") + "/corpus.txt", "--bert_model": teacher, "--reduce_memory": True,
+            "--do_lower_case": True, **flags_of(preset["corpus"]), "--seed": SEED, "--output_dir": folder("corpus")},
+            inputs=("data",)),
+    ]
+    for seed in preset["seeds"]:
+        def name_of(stage, seed=seed):
+            return seeded(stage, seed, preset)
+
+        def folder_of(stage, seed=seed):
+            return folder(name_of(stage), f"seed{seed}/{stage}" if len(preset["seeds"]) > 1 else stage)
+
+        student, previous = STUDENT_CONFIG_DIR, None
+        for stage, flags in preset["distillation"]:
+            stages.append(distillation_stage(name_of(stage), folder_of(stage), stage, flags, student, previous,
+                                             preset, seed, sources))
+            student, previous = folder_of(stage), name_of(stage)
+        evaluations = [(f"eval_t{t_conv}", t_conv, {}) for t_conv in preset["eval_t_conv"]]
+        if preset.get("adaptive_eval", True):
+            evaluations.append((adaptive_stage_name(preset), final_t_conv(preset), {"--adaptive_t_conv": True}))
+        for stage, t_conv, extra in evaluations:
+            stages.append(Stage(name_of(stage), folder_of(stage), "spiking_bert_task_distill.py", {
+                "--do_eval": True, "--spiking_student_model": student,
+                # its config.json gives the teacher's shape for the energy comparison
+                "--teacher_model": folder("teacher"), "--data_dir": movie, "--task_name": TASK,
+                "--output_dir": folder_of(stage), "--t_conv": t_conv, "--eval_batch_size": preset["eval_batch_size"],
+                "--max_seq_length": preset["max_seq_length"], "--do_lower_case": True, **extra}, inputs=(previous,)))
+    return stages
+
+
+def seeded(stage, seed, preset):
+    """The name of a per-seed stage: ``<stage>.seed<seed>`` when the preset has several seeds."""
+    return f"{stage}.seed{seed}" if len(preset["seeds"]) > 1 else stage
+
+
+def flags_of(settings):
+    """{"num_train_epochs": 1, "pred_distill": True} -> {"--num_train_epochs": 1, "--pred_distill": True}."""
+    return {f"--{key}": value for key, value in settings.items()}
+
+
+def distillation_stage(name, folder, kind, flags, student, previous, preset, seed, sources):
+    """One distillation stage: general KD from the plain teacher (``sources["bert"]``) on the corpus, or a
+    task stage with the task teacher on the movie task."""
+    common = {"--spiking_student_model": student, "--output_dir": folder, **flags_of(preset["spiking"]),
+              **flags_of(flags), "--do_lower_case": True, "--seed": seed, "--keep_checkpoints": 1}
+    if kind == "general_kd":
+        return Stage(name, folder, "spiking_bert_general_distill.py", {
+            "--pregenerated_data": sources["corpus"], "--teacher_model": sources["bert"], **common,
+            "--max_seq_length": preset["corpus"]["max_seq_len"]}, inputs=("corpus",) + ((previous,) if previous else ()))
+    extra = {"--eval_batch_size": preset["eval_batch_size"]} if flags.get("pred_distill") else {}
+    return Stage(name, folder, "spiking_bert_task_distill.py", {
+        "--teacher_model": sources["teacher"], "--data_dir": sources["movie"], "--task_name": TASK, **common, **extra,
+        "--max_seq_length": preset["max_seq_length"]}, inputs=("teacher",) + ((previous,) if previous else ()))
+
+
+def adaptive_stage_name(preset):
+    return f"eval_t{final_t_conv(preset)}_adaptive"
+
+
+def digest(settings):
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stage_settings(stages):
+    """Each stage's settings: its command (or job settings) and a digest of each input stage's settings."""
+    settings = {}
+    for stage in stages:
+        own = {"command": stage.command()} if stage.script else {"job": stage.job_settings}
+        settings[stage.name] = {**own, "inputs": {name: digest(settings[name]) for name in stage.inputs}}
+    return settings
+
+
+def first_difference(old, new, path=""):
+    """Short description of where two JSON values first differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            if a != b:
+                return first_difference(a, b, f"{path}[{i}]")
+    return f"{path}: {json.dumps(old)} -> {json.dumps(new)}"
+
+
+def read_marker(folder):
+    path = os.path.join(folder, MARKER_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_json_atomic(path, data):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def check_run_dir(run_dir):
+    """The run folder must be new, empty or an earlier quickstart run (never someone else's folder)."""
+    if os.path.isdir(run_dir) and os.listdir(run_dir) and not os.path.isfile(os.path.join(run_dir, RUN_RECORD_NAME)):
+        raise SystemExit(f"error: --run_dir {run_dir} is not empty and holds no {RUN_RECORD_NAME}; "
+                         "choose another --run_dir")
+
+
+def plan(stages, settings, overwrite):
+    """Names of the stages to run; refuses (before anything runs) to mix settings without --overwrite."""
+    to_run = []
+    for stage in stages:
+        marker = read_marker(os.path.join(REPO, stage.folder))
+        if marker is None:
+            to_run.append(stage.name)
+        elif marker["settings"] != settings[stage.name]:
+            if not overwrite:
+                raise SystemExit(f"error: {stage.folder} was made with other settings "
+                                 f"({first_difference(marker['settings'], settings[stage.name])}); "
+                                 "choose another --run_dir or pass --overwrite")
+            to_run.append(stage.name)
+    return to_run
+
+
+def run_logged(argv, log_path):
+    """Run ``argv`` from the repository root; its output goes to the console and to ``log_path``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "ab") as log, subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                                       stderr=subprocess.STDOUT) as process:
+        while chunk := os.read(process.stdout.fileno(), 65536):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            log.write(chunk)
+        return process.wait()
+
+
+def run_script(stage, run_dir):
+    """Log the stage's command line, then run it; its output also goes to logs/<stage>.txt."""
+    argv = [sys.executable] + stage.command()
+    log_path = os.path.join(run_dir, "logs", f"{stage.name}.txt")
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {shlex.join(argv)}\n")
+    logger.info("[%s] %s", stage.name, shlex.join(argv))
+    returncode = run_logged(argv, log_path)
+    if returncode != 0:
+        raise SystemExit(f"error: stage {stage.name} failed (exit code {returncode}); its output is in "
+                         f"{show_path(log_path)}")
+
+
+def prepare_assets(assets, run_dir):
+    """prepare_assets.py unless every asset is already in the cache; returns the stage's timing."""
+    if all(os.path.exists(assets[key]) for key in ("teacher", "movie_sst2", "wiki_corpus")):
+        logger.info("[assets] reusing the packaged assets in %s", assets["cache_dir"])
+        return {"seconds": 0.0, "reused": True}
+    start = time.monotonic()
+    run_script(Stage("assets", assets["cache_dir"], "prepare_assets.py", {"--cache_dir": assets["cache_dir"]}),
+               run_dir)
+    return {"seconds": round(time.monotonic() - start, 1), "reused": False}
+
+
+def run_stage(stage, settings, run_dir):
+    folder = os.path.join(REPO, stage.folder)
+    if os.path.exists(folder):
+        logger.info("[%s] removing %s (unfinished, or made with other settings)", stage.name, stage.folder)
+        shutil.rmtree(folder)
+    start = time.monotonic()
+    if stage.job is not None:
+        logger.info("[%s] writing %s", stage.name, stage.folder)
+        stage.job(folder, **stage.job_settings)
+    else:
+        run_script(stage, run_dir)
+    seconds = time.monotonic() - start
+    write_json_atomic(os.path.join(folder, MARKER_NAME), {"settings": settings, "seconds": round(seconds, 1),
+                                                          "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    logger.info("[%s] done in %.0f s", stage.name, seconds)
+    return seconds
+
+
+def sample_rows(path, count, rng):
+    """Header plus ``count`` data rows drawn at random (file order kept); all rows when count is None."""
+    with open(path, encoding="utf-8") as f:
+        header, *rows = f.readlines()
+    if count is not None and count < len(rows):
+        rows = [rows[i] for i in sorted(rng.sample(range(len(rows)), count))]
+    return [header] + rows
+
+
+def corpus_slice(path, sentences, rng):
+    """Documents in a seeded random order, each cut to at most 1/8 of the budget (so there are several,
+    as next-sentence pairs need), until ``sentences`` lines; every document when ``sentences`` is None."""
+    with open(path, encoding="utf-8") as f:
+        documents = [doc.splitlines() for doc in f.read().split("\n\n") if doc.strip()]
+    if sentences is None:
+        return documents
+    rng.shuffle(documents)
+    per_document = max(2, sentences // 8)
+    chosen, total = [], 0
+    for document in documents:
+        if total >= sentences:
+            break
+        chosen.append(document[:min(per_document, sentences - total)])
+        total += len(chosen[-1])
+    return chosen
+
+
+def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, dev_sentences, corpus_sentences):
+    """``folder``/movie/{train,dev}.tsv and ``folder``/corpus.txt: the preset's slices of the packaged data."""
+    rng = random.Random(seed)
+    with atomic_directory(folder) as tmp:
+        os.makedirs(os.path.join(tmp, "movie"))
+        for split, count in (("train", train_sentences), ("dev", dev_sentences)):
+            with open(os.path.join(tmp, "movie", f"{split}.tsv"), "w", encoding="utf-8") as f:
+                f.writelines(sample_rows(os.path.join(movie_sst2, f"{split}.tsv"), count, rng))
+        with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
+            f.write("\n\n".join("\n".join(doc) for doc in corpus_slice(wiki_corpus, corpus_sentences, rng)) + "\n")
+
+
+
+
+def execute(stages, settings, to_run, run_dir):
+    """Run the planned stages (``plan``) and every stage after a redone input; reuse the others.
+    Returns each stage's timing {"seconds", "reused"}."""
+    to_run = set(to_run)
+    timings = {}
+    for stage in stages:
+        if stage.name in to_run or any(name in to_run for name in stage.inputs):
+            to_run.add(stage.name)
+            seconds = run_stage(stage, settings[stage.name], run_dir)
+            timings[stage.name] = {"seconds": round(seconds, 1), "reused": False}
+        else:
+            marker = read_marker(os.path.join(REPO, stage.folder))
+            logger.info("[%s] reusing %s (finished %s)", stage.name, stage.folder, marker["finished"])
+            timings[stage.name] = {"seconds": marker["seconds"], "reused": True}
+    return timings
