@@ -35,6 +35,13 @@ def add_shared_args(parser, learning_rate, eval_step):
     add_run_args(parser, keep_checkpoints=2)
 
 
+def non_negative(value):
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return number
+
+
 def on_off(value):
     if value not in ("on", "off"):
         raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")

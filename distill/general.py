@@ -8,7 +8,7 @@ from distill.checkpointing import publish_student
 from distill.cli import check_positive_args, spiking_overrides
 from distill.devices import unwrap, wrap_frozen, wrap_student
 from distill.energy_report import shape_record
-from distill.losses import check_compatible, internal_layer_loss
+from distill.losses import check_compatible, internal_layer_loss, with_rate_penalty
 from distill.preflight import (check_max_seq_length, fetch_model_args, fit_size_override, read_model_config,
                                read_student_config, require_weights, vocab_path)
 from distill.pregenerated import epoch_sources, find_epoch_files, read_epoch_metrics
@@ -80,8 +80,9 @@ class GeneralDistillation(TrainingScript):
             input_ids, segment_ids, input_mask = batch
             with torch.no_grad():
                 teacher_outputs = teacher_model(input_ids, segment_ids, input_mask, output_values=output_values)
-            return internal_layer_loss(student_model(input_ids, segment_ids, input_mask), teacher_outputs,
-                                       input_mask, args.kd_losses)
+            student = student_model(input_ids, segment_ids, input_mask)
+            return with_rate_penalty(internal_layer_loss(student, teacher_outputs, input_mask, args.kd_losses),
+                                     student, input_mask, args.rate_penalty)
 
         def on_checkpoint(_state):
             if devices.is_main:

@@ -263,3 +263,22 @@ def internal_layer_loss(student, teacher, attention_mask=None, losses=PAPER_LOSS
         raise ValueError("expected one more hidden state than attention layers for both models")
     terms = {LOG_NAMES.get(name, name): get_loss(name)(student, teacher, attention_mask) for name in losses}
     return {"loss": sum(terms.values()), **terms}
+
+
+def mean_spike_rate(rates, attention_mask):
+    """The mean over populations of each population's mean rate over real tokens and neurons (a scalar
+    with the rates' gradient: the surrogate's in training)."""
+    mask = attention_mask.to(rates.embedding.dtype)
+    per_population = [(rate.mean(-1) * mask).sum() / mask.sum() for rate in rates.flat()]
+    return torch.stack(per_population).mean()
+
+
+def with_rate_penalty(losses, student, attention_mask, weight):
+    """``losses`` plus ``weight`` x the student's mean spike rate ("rate", logged); unchanged for weight 0.
+
+    Energy grows with spikes x steps, so the penalty trades a little distillation loss for fewer spikes.
+    """
+    if not weight:
+        return losses
+    rate = mean_spike_rate(student.rates, attention_mask)
+    return {**losses, "loss": losses["loss"] + weight * rate, "rate": rate}

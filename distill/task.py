@@ -34,7 +34,8 @@ from distill.cli import check_positive_args, spiking_overrides
 from distill.devices import unwrap, wrap_frozen, wrap_student
 from distill.energy_report import describe_size, set_report, shape_record, size_from_record
 from distill.evaluation import check_eval_outputs, evaluate, write_eval_files
-from distill.losses import check_compatible, internal_layer_loss, prediction_loss, true_label_loss
+from distill.losses import (check_compatible, internal_layer_loss, prediction_loss, true_label_loss,
+                            with_rate_penalty)
 from distill.preflight import (check_max_seq_length, check_same_vocab, fetch_model_args, fit_size_override,
                                read_model_config, read_student_config, require_weights, vocab_path)
 from distill.script import TrainingScript
@@ -311,18 +312,24 @@ class TaskDistillation(TrainingScript):
     def _loss_fn(self, student_model, teacher):
         """loss(batch) -> dict of losses of the mode ("loss" is optimised, the rest logged)."""
         output_mode, temperature, loss = self.output_mode, self.args.temperature, self.mode.loss
-        kd_losses = self.args.kd_losses
+        kd_losses, rate_penalty = self.args.kd_losses, self.args.rate_penalty
         output_values = loss == "internal_layer" and "minilm" in kd_losses
+
+        def mode_losses(student, teacher_outputs, input_mask, labels):
+            if loss == "true_label":
+                return {"loss": true_label_loss(student.logits, labels, output_mode)}
+            if loss == "internal_layer":
+                return internal_layer_loss(student, teacher_outputs, input_mask, kd_losses)
+            return {"loss": prediction_loss(student.logits, teacher_outputs.logits, labels, output_mode, temperature)}
 
         def loss_fn(batch):
             input_ids, input_mask, segment_ids, labels = batch
             student = student_model(input_ids, segment_ids, input_mask)
-            if loss == "true_label":
-                return {"loss": true_label_loss(student.logits, labels, output_mode)}
-            with torch.no_grad():
-                teacher_outputs = teacher(input_ids, segment_ids, input_mask, output_values=output_values)
-            if loss == "internal_layer":
-                return internal_layer_loss(student, teacher_outputs, input_mask, kd_losses)
-            return {"loss": prediction_loss(student.logits, teacher_outputs.logits, labels, output_mode, temperature)}
+            teacher_outputs = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_outputs = teacher(input_ids, segment_ids, input_mask, output_values=output_values)
+            return with_rate_penalty(mode_losses(student, teacher_outputs, input_mask, labels), student, input_mask,
+                                     rate_penalty)
 
         return loss_fn

@@ -1,13 +1,17 @@
 """KD losses and the layer map."""
 import math
+import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from distill.losses import (LOSSES, attention_distribution_kl, attention_mse, check_compatible, hidden_cosine,
-                            internal_layer_loss, layer_map, minilm_loss, patient_kd_loss, prediction_loss,
-                            soft_cross_entropy, true_label_loss, value_relation_kl)
+                            internal_layer_loss, layer_map, mean_spike_rate, minilm_loss, patient_kd_loss,
+                            prediction_loss, soft_cross_entropy, true_label_loss, value_relation_kl,
+                            with_rate_penalty)
+from modules.simulation import Populations
+from modules.snn_bert_modules import LayerPopulations
 from transformer.modeling import BertConfig, BertModelOutput
 
 
@@ -225,3 +229,19 @@ def test_internal_layer_loss_sums_the_terms_selected_by_name():
     with pytest.raises(ValueError, match="unknown loss 'pkd'; known losses: attention_mse, hidden_mse, "
                                          "hidden_cosine, minilm, patient_kd"):
         internal_layer_loss(student, teacher, mask, losses=("pkd",))
+
+
+def test_rate_penalty_is_the_mean_population_rate_over_real_tokens():
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    embedding = torch.rand(2, 3, 4, requires_grad=True)
+    layer = LayerPopulations(*[torch.rand(2, 3, 6 if i == 4 else 4) for i in range(6)])
+    rates = Populations(embedding, [layer])
+    expected = sum((r[0, :2].sum() / r.shape[-1] + r[1].sum() / r.shape[-1]) / 5 for r in rates.flat()) / 7
+    assert mean_spike_rate(rates, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    student = types.SimpleNamespace(rates=rates)
+    losses = with_rate_penalty({"loss": torch.tensor(1.0)}, student, mask, 0.5)
+    assert losses["loss"].item() == pytest.approx(1.0 + 0.5 * expected.item(), rel=1e-6)
+    losses["loss"].backward()
+    assert embedding.grad[0, 2].abs().sum() == 0 and embedding.grad[0, 0].abs().sum() > 0  # padding excluded
+    assert with_rate_penalty({"loss": torch.tensor(1.0)}, student, mask, 0.0) == {"loss": torch.tensor(1.0)}
