@@ -29,6 +29,8 @@ def add_shared_args(parser, learning_rate, eval_step):
     parser.add_argument("--kd_losses", nargs="+", choices=list(LOSSES), default=list(PAPER_LOSSES), metavar="LOSS",
                         help=f"internal-layer KD terms, summed (choices: {', '.join(LOSSES)}; default: the "
                              "paper's attention_mse hidden_mse)")
+    parser.add_argument("--rate_penalty", type=non_negative, default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x the student's mean spike rate to the loss (fewer spikes, less energy)")
     parser.add_argument("--bucket_by_length", action="store_true",
                         help="training batches of similar lengths (shuffled pools sorted by length, batches "
                              "in random order): less padding; the data order stays a function of seed and epoch")
