@@ -65,6 +65,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=32, help="masked sequences per forward pass")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no_cuda", action="store_true", help="run the masked LM on the CPU even with a GPU")
+    parser.add_argument("--output_dir", default=None,
+                        help="folder for train_aug.tsv (default: the task folder, beside train.tsv)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing train_aug.tsv")
     return parser.parse_args(argv)
 
 
@@ -126,7 +129,11 @@ def augment_task(args):
     augmenter = Augmenter(tokenizer, load_candidates(args, tokenizer), tries, args.p)
     logger.info("%s: %d examples; candidates %s, M %d, N %d, p %g, seed %d", train_path, len(rows),
                 args.candidates, args.M, tries, args.p, args.seed)
-    output_path = os.path.join(task_dir, OUTPUT_NAME)
+    output_dir = args.output_dir or task_dir
+    output_path = os.path.join(output_dir, OUTPUT_NAME)
+    if os.path.exists(output_path) and not args.overwrite:
+        raise ValueError(f"{output_path} exists; pass --overwrite to replace it")
+    os.makedirs(output_dir, exist_ok=True)
     lines = itertools.chain([header] if header is not None else [], augmented_rows(processor, rows, augmenter, args.seed))
     written = write_atomically(output_path, ("\t".join(line) for line in lines))
     return len(rows), written - (header is not None), output_path

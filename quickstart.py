@@ -25,10 +25,10 @@ import os
 import sys
 
 from corpus.assets import asset_paths, default_cache_dir
-from pipeline.presets import DEFAULT_PRESET, PRESETS
+from pipeline.presets import DEFAULT_PRESET, PRESETS, with_augmentation
 from pipeline.report import collect_results, results_markdown, write_tradeoff_plot
-from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_run_dir, execute, plan, prepare_assets,
-                             show_path, stage_settings, write_json_atomic)
+from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_run_dir, execute_seeds_side_by_side, plan,
+                             prepare_assets, show_path, stage_settings, write_json_atomic)
 
 logger = logging.getLogger("quickstart")
 
@@ -48,13 +48,20 @@ def parse_args(argv=None):
     parser.add_argument("--cache_dir", default=None, help=f"packaged assets (default {default_cache_dir()})")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo stages whose folders were made with other settings")
+    parser.add_argument("--aug", choices=("on", "off"), default=None,
+                        help="task IKD on TinyBERT-augmented sentences (default: the preset's)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="seeds trained side by side, each stage with cpu_count / jobs torch threads "
+                             "(default: the number of seeds, at most the number of CPU cores)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    preset = PRESETS[args.preset]
-    run_dir = os.path.abspath(args.run_dir or os.path.join(REPO, "runs", f"quickstart-{args.preset}"))
+    preset = with_augmentation(PRESETS[args.preset], args.aug)
+    name = args.preset + ("" if args.aug is None else f"-aug-{args.aug}")
+    run_dir = os.path.abspath(args.run_dir or os.path.join(REPO, "runs", f"quickstart-{name}"))
+    jobs = args.jobs or min(len(preset["seeds"]), os.cpu_count() or 1)
     check_run_dir(run_dir)
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(asctime)s quickstart: %(message)s", datefmt="%H:%M:%S"))
@@ -65,15 +72,15 @@ def main(argv=None):
     to_run = plan(stages, settings, args.overwrite)  # refuses mixed settings before anything is written
 
     os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
-    write_json_atomic(os.path.join(run_dir, RUN_RECORD_NAME), {"preset": args.preset, "repository": REPO})
+    write_json_atomic(os.path.join(run_dir, RUN_RECORD_NAME), {"preset": name, "repository": REPO, "jobs": jobs})
     log_file = logging.FileHandler(os.path.join(run_dir, "logs", "quickstart.txt"))
     log_file.setFormatter(console.formatter)
     logging.getLogger().addHandler(log_file)
-    logger.info("preset %s, run folder %s", args.preset, show_path(run_dir))
+    logger.info("preset %s, run folder %s, %d job(s)", name, show_path(run_dir), jobs)
     timings = {"assets": prepare_assets(assets, run_dir)}
-    timings.update(execute(stages, settings, to_run, run_dir))
+    timings.update(execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs))
 
-    results = collect_results(args.preset, preset, stages, timings)
+    results = collect_results(name, preset, stages, timings)
     write_json_atomic(os.path.join(run_dir, "results.json"), results)
     markdown = results_markdown(results)
     with open(os.path.join(run_dir, "results.md"), "w", encoding="utf-8") as f:

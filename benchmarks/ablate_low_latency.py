@@ -22,7 +22,6 @@ rate at 8 and 16, training wall time; mean over seeds with the range) is printed
 <run_dir>/ablation.md and ablation.json. With --jobs 2, two stages run at once, each with one torch thread.
 """
 import argparse
-import concurrent.futures
 import copy
 import logging
 import os
@@ -34,8 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from corpus.assets import asset_paths  # noqa: E402
 from pipeline.presets import PAPER_SPIKING  # noqa: E402
 from pipeline.report import read_results  # noqa: E402
-from pipeline.stages import (REPO, build_stages, execute, plan, prepare_assets, seeded, show_path,  # noqa: E402
-                             stage_settings, write_json_atomic)
+from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
+                             seeded, show_path, stage_settings, write_json_atomic)
 
 logger = logging.getLogger("quickstart")
 
@@ -120,37 +119,17 @@ def markdown(rows):
     return "\n".join(lines) + "\n"
 
 
-def run_parallel(stages, settings, to_run, run_dir, jobs):
-    """The shared stages first, then each seed's chain of stages, ``jobs`` chains at a time."""
-    def run(chain):
-        names = {stage.name for stage in chain}
-        return execute(chain, settings, [name for name in to_run if name in names], run_dir)
-
-    shared = [stage for stage in stages if ".seed" not in stage.name]
-    chains = {}
-    for stage in stages:
-        if ".seed" in stage.name:
-            chains.setdefault(stage.name.rsplit(".seed", 1)[1], []).append(stage)
-    timings = run(shared)
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        for chain_timings in pool.map(run, chains.values()):
-            timings.update(chain_timings)
-    return timings
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--run_dir", default=os.path.join(REPO, "runs", "ablation"))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--jobs", type=int, choices=(1, 2), default=2,
-                        help="seeds trained side by side, one torch thread each (1: one at a time, all threads)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="seeds trained side by side, each stage with cpu_count / jobs torch threads")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ablation: %(message)s", datefmt="%H:%M:%S")
     run_dir = os.path.abspath(args.run_dir)
     os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
-    if args.jobs == 2:
-        os.environ["OMP_NUM_THREADS"] = "1"
     assets = asset_paths()
     prepare_assets(assets, run_dir)
     rows = []
@@ -158,7 +137,8 @@ def main():
         preset = variant_preset(VARIANTS[name])
         stages = build_stages(preset, os.path.join(run_dir, name), assets, shared_folders(run_dir, preset))
         settings = stage_settings(stages)
-        timings = run_parallel(stages, settings, plan(stages, settings, overwrite=False), run_dir, args.jobs)
+        timings = execute_seeds_side_by_side(stages, settings, plan(stages, settings, overwrite=False), run_dir,
+                                             args.jobs)
         rows.append(summarise(name, preset, stages, timings))
         table = markdown(rows)
         with open(os.path.join(run_dir, "ablation.md"), "w", encoding="utf-8") as f:

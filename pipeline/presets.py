@@ -16,6 +16,9 @@ TASK = "movie"
 SEED = 42  # data slices, teacher and corpus; distillation seeds are the preset's
 
 PAPER_SPIKING = {"vth": 1.0}
+# data_augmentation.py with the substitute candidates (the packaged teacher has no masked-LM head and GloVe
+# is offline), 4 tries per sentence: about 5 sentences per training sentence.
+AUGMENTATION = {"candidates": "embedding", "N": 4}
 
 PRESETS = {
     "smoke": {
@@ -73,3 +76,18 @@ def final_stage(preset):
 
 def final_t_conv(preset):
     return final_stage(preset)[1]["t_conv"]
+
+
+def with_augmentation(preset, aug):
+    """``preset`` with task IKD on augmented sentences on ("on") or off ("off"); None keeps the preset's."""
+    preset = copy.deepcopy(preset)
+    if aug == "off":
+        preset.pop("augment", None)
+        for _, flags in preset["distillation"]:
+            flags.pop("aug_train", None)
+    elif aug == "on" and not preset.get("augment"):
+        preset["augment"] = copy.deepcopy(AUGMENTATION)
+        for stage, flags in preset["distillation"]:
+            if stage == "task_ikd":
+                flags["aug_train"] = True
+    return preset

@@ -6,6 +6,7 @@ rerun by hand. A stage whose folder holds stage_done.json with the same settings
 command and a digest of each input stage's settings) is reused; a folder made with other
 settings is refused unless the caller allows redoing it.
 """
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -79,11 +80,18 @@ def build_stages(preset, run_dir, assets, folders=None):
             **flags_of(preset["teacher"]), "--eval_batch_size": preset["eval_batch_size"],
             "--max_seq_length": preset["max_seq_length"], "--do_lower_case": True, "--seed": SEED},
             inputs=("data",)),
-        Stage("corpus", folder("corpus"), "preprocess_training_data.py", {
+    ]
+    if any(stage == "general_kd" for stage, _ in preset["distillation"]):
+        stages.append(Stage("corpus", folder("corpus"), "preprocess_training_data.py", {
             "--train_corpus": folder("data") + "/corpus.txt", "--bert_model": teacher, "--reduce_memory": True,
             "--do_lower_case": True, **flags_of(preset["corpus"]), "--seed": SEED, "--output_dir": folder("corpus")},
-            inputs=("data",)),
-    ]
+            inputs=("data",)))
+    if preset.get("augment"):
+        # TinyBERT's augmentation of the training sentences, into its own folder (train_aug.tsv).
+        stages.append(Stage("augment", folder("augment"), "data_augmentation.py", {
+            "--pretrained_bert_model": teacher, "--glue_dir": folder("data"), "--task_name": TASK,
+            "--output_dir": folder("augment"), **flags_of(preset["augment"]), "--seed": SEED}, inputs=("data",)))
+        sources["augmented"] = folder("augment")
     for seed in preset["seeds"]:
         def name_of(stage, seed=seed):
             return seeded(stage, seed, preset)
@@ -129,9 +137,12 @@ def distillation_stage(name, folder, kind, flags, student, previous, preset, see
             "--pregenerated_data": sources["corpus"], "--teacher_model": sources["bert"], **common,
             "--max_seq_length": preset["corpus"]["max_seq_len"]}, inputs=("corpus",) + ((previous,) if previous else ()))
     extra = {"--eval_batch_size": preset["eval_batch_size"]} if flags.get("pred_distill") else {}
+    data, inputs = sources["movie"], ("teacher",)
+    if flags.get("aug_train"):  # reads train_aug.tsv from the augmentation stage's folder
+        data, inputs = sources["augmented"], ("teacher", "augment")
     return Stage(name, folder, "spiking_bert_task_distill.py", {
-        "--teacher_model": sources["teacher"], "--data_dir": sources["movie"], "--task_name": TASK, **common, **extra,
-        "--max_seq_length": preset["max_seq_length"]}, inputs=("teacher",) + ((previous,) if previous else ()))
+        "--teacher_model": sources["teacher"], "--data_dir": data, "--task_name": TASK, **common, **extra,
+        "--max_seq_length": preset["max_seq_length"]}, inputs=inputs + ((previous,) if previous else ()))
 
 
 def adaptive_stage_name(preset):
@@ -203,26 +214,30 @@ def plan(stages, settings, overwrite):
     return to_run
 
 
-def run_logged(argv, log_path):
-    """Run ``argv`` from the repository root; its output goes to the console and to ``log_path``."""
+def run_logged(argv, log_path, threads=None):
+    """Run ``argv`` from the repository root; its output goes to ``log_path`` and, unless ``threads``
+    (torch threads of a stage run beside others) is given, to the console."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     with open(log_path, "ab") as log, subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                                        stderr=subprocess.STDOUT) as process:
         while chunk := os.read(process.stdout.fileno(), 65536):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
+            if not threads:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
             log.write(chunk)
         return process.wait()
 
 
-def run_script(stage, run_dir):
+def run_script(stage, run_dir, threads=None):
     """Log the stage's command line, then run it; its output also goes to logs/<stage>.txt."""
     argv = [sys.executable] + stage.command()
     log_path = os.path.join(run_dir, "logs", f"{stage.name}.txt")
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(argv)}\n")
     logger.info("[%s] %s", stage.name, shlex.join(argv))
-    returncode = run_logged(argv, log_path)
+    returncode = run_logged(argv, log_path, threads)
     if returncode != 0:
         raise SystemExit(f"error: stage {stage.name} failed (exit code {returncode}); its output is in "
                          f"{show_path(log_path)}")
@@ -239,7 +254,7 @@ def prepare_assets(assets, run_dir):
     return {"seconds": round(time.monotonic() - start, 1), "reused": False}
 
 
-def run_stage(stage, settings, run_dir):
+def run_stage(stage, settings, run_dir, threads=None):
     folder = os.path.join(REPO, stage.folder)
     if os.path.exists(folder):
         logger.info("[%s] removing %s (unfinished, or made with other settings)", stage.name, stage.folder)
@@ -249,7 +264,7 @@ def run_stage(stage, settings, run_dir):
         logger.info("[%s] writing %s", stage.name, stage.folder)
         stage.job(folder, **stage.job_settings)
     else:
-        run_script(stage, run_dir)
+        run_script(stage, run_dir, threads)
     seconds = time.monotonic() - start
     write_json_atomic(os.path.join(folder, MARKER_NAME), {"settings": settings, "seconds": round(seconds, 1),
                                                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -298,7 +313,7 @@ def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, de
 
 
 
-def execute(stages, settings, to_run, run_dir):
+def execute(stages, settings, to_run, run_dir, threads=None):
     """Run the planned stages (``plan``) and every stage after a redone input; reuse the others.
     Returns each stage's timing {"seconds", "reused"}."""
     to_run = set(to_run)
@@ -306,10 +321,29 @@ def execute(stages, settings, to_run, run_dir):
     for stage in stages:
         if stage.name in to_run or any(name in to_run for name in stage.inputs):
             to_run.add(stage.name)
-            seconds = run_stage(stage, settings[stage.name], run_dir)
+            seconds = run_stage(stage, settings[stage.name], run_dir, threads)
             timings[stage.name] = {"seconds": round(seconds, 1), "reused": False}
         else:
             marker = read_marker(os.path.join(REPO, stage.folder))
             logger.info("[%s] reusing %s (finished %s)", stage.name, stage.folder, marker["finished"])
             timings[stage.name] = {"seconds": marker["seconds"], "reused": True}
+    return timings
+
+
+def execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs):
+    """``execute``, with the stages shared by all seeds first and then each seed's chain of stages,
+    ``jobs`` chains at a time, each stage with os.cpu_count() // jobs torch threads (its console output
+    only in its log). One job runs everything in order with torch's own thread count."""
+    if jobs <= 1:
+        return execute(stages, settings, to_run, run_dir)
+    chains = {}
+    for stage in stages:
+        chains.setdefault(stage.name.rsplit(".seed", 1)[1] if ".seed" in stage.name else None, []).append(stage)
+    timings = execute(chains.pop(None, []), settings, to_run, run_dir)
+    redone = set(to_run) | {name for name, timing in timings.items() if not timing["reused"]}
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        runs = [pool.submit(execute, chain, settings, redone, run_dir, threads) for chain in chains.values()]
+        for run in runs:
+            timings.update(run.result())
     return timings

@@ -69,7 +69,7 @@ def assets(tmp_path):
 
 def run(assets, *extra, task="SST-2"):
     data_augmentation.main(["--pretrained_bert_model", str(assets / "mlm"), "--glove_embs", str(assets / "glove.txt"),
-                            "--glue_dir", str(assets / "glue"), "--task_name", task, *extra])
+                            "--glue_dir", str(assets / "glue"), "--task_name", task, "--overwrite", *extra])
     return (assets / "glue" / task / "train_aug.tsv").read_text(encoding="utf-8")
 
 
@@ -215,3 +215,16 @@ def test_embedding_substitute_takes_nearest_whole_words_by_cosine(tokenizer):
         vector = embeddings[[ids[p] for p in pieces]].mean(0)
         cosine = {w: torch.cosine_similarity(vector, embeddings[ids[w]], dim=0).item() for w in words if w != word}
         assert result[index] == sorted(cosine, key=cosine.get, reverse=True)[:4]
+
+
+def test_output_folder_and_no_silent_overwrite(assets, tmp_path):
+    written = run(assets, "--seed", "1", "--N", "3")
+    out = tmp_path / "augmented"
+    data_augmentation.main(["--pretrained_bert_model", str(assets / "mlm"), "--glove_embs", str(assets / "glove.txt"),
+                            "--glue_dir", str(assets / "glue"), "--task_name", "SST-2", "--seed", "1", "--N", "3",
+                            "--output_dir", str(out)])
+    assert (out / "train_aug.tsv").read_text(encoding="utf-8") == written
+    with pytest.raises(SystemExit, match="train_aug.tsv exists; pass --overwrite to replace it"):
+        data_augmentation.main(["--pretrained_bert_model", str(assets / "mlm"), "--glove_embs",
+                                str(assets / "glove.txt"), "--glue_dir", str(assets / "glue"), "--task_name", "SST-2",
+                                "--output_dir", str(out)])

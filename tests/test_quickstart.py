@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv
+from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv, with_augmentation
 from pipeline.stages import MARKER_NAME, adaptive_stage_name, build_stages, first_difference, seeded
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,3 +131,21 @@ def test_stages_chain_and_run_at_their_preset_t_conv():
     stages = {stage.name: stage for stage in build_stages(two, "/tmp/run", assets)}
     assert stages["pred_kd.seed7"].folder == "/tmp/run/seed7/pred_kd" and "teacher.seed7" not in stages
     assert stages["task_ikd.seed42"].flags["--teacher_model"] == stages["teacher"].folder
+
+
+def test_augmentation_stage_feeds_task_ikd_only():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    preset = with_augmentation(PRESETS["paper"], "on")
+    stages = {stage.name: stage for stage in build_stages(preset, "/tmp/run", assets)}
+    augment = stages["augment"]
+    assert augment.script == "data_augmentation.py" and augment.flags["--output_dir"] == "/tmp/run/augment"
+    assert augment.flags["--candidates"] == "embedding" and augment.inputs == ("data",)
+    ikd, pred = stages["task_ikd"], stages["pred_kd"]
+    assert ikd.flags["--data_dir"] == "/tmp/run/augment" and ikd.flags["--aug_train"] is True
+    assert "augment" in ikd.inputs
+    assert pred.flags["--data_dir"] == "/tmp/run/data/movie" and "--aug_train" not in pred.flags
+    off = {stage.name for stage in build_stages(with_augmentation(preset, "off"), "/tmp/run", assets)}
+    assert "augment" not in off
+    # Without general KD there is no corpus to pregenerate.
+    no_general = {**PRESETS["paper"], "distillation": PRESETS["paper"]["distillation"][1:]}
+    assert "corpus" not in {stage.name for stage in build_stages(no_general, "/tmp/run", assets)}
