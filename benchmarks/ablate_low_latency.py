@@ -15,7 +15,9 @@ from it (one per seed). Every option is added to the paper's method alone; `best
   thresholds  + per-population thresholds, calibrated (99th percentile) and learned
   teacher     + init_from_teacher (the task teacher's layers 2, 4, 6; no general KD)
   nosim       + train_simulation off (training through the surrogate alone)
-  best        m05 + grid + teacher + nosim (the default preset's recipe at this budget)
+  best_noaug  the default preset's recipe at this budget without augmentation: m05 + grid + teacher +
+              nosim + t32 (training at t_conv 32: through the surrogate it costs what 8 steps cost)
+  best        best_noaug + aug (task IKD on TinyBERT-augmented sentences): the default preset's recipe
 
 Each student is evaluated at t_conv 4, 8, 16 and 32. The table (dev accuracy per t_conv, mean spike
 rate at 8 and 16, training wall time; mean over seeds with the range) is printed and written to
@@ -31,7 +33,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from corpus.assets import asset_paths  # noqa: E402
-from pipeline.presets import PAPER_SPIKING  # noqa: E402
+from pipeline.presets import AUGMENTATION, PAPER_SPIKING  # noqa: E402
 from pipeline.report import read_results  # noqa: E402
 from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
                              seeded, show_path, stage_settings, write_json_atomic)
@@ -62,9 +64,12 @@ OPTIONS = {
     "thresholds": ({"threshold_scope": "population", "learn_threshold": "on"}, {"calibrate_vth": 99}, False),
     "teacher": ({}, {"init_from_teacher": True, "learning_rate": 1e-4}, True),
     "nosim": ({"train_simulation": "off"}, {}, False),
+    "t32": ({"t_conv": 32}, {}, False),
+    "aug": ({}, {"aug_train": True}, False),
 }
+BEST = ("m05", "grid", "teacher", "nosim", "t32")
 VARIANTS = {"paper": (), "m05": ("m05",), "grid": ("grid",), "thresholds": ("thresholds",),
-            "teacher": ("teacher",), "nosim": ("nosim",), "best": ("m05", "grid", "teacher", "nosim")}
+            "teacher": ("teacher",), "nosim": ("nosim",), "best_noaug": BEST, "best": BEST + ("aug",)}
 
 
 def variant_preset(options):
@@ -75,12 +80,14 @@ def variant_preset(options):
     from_teacher = any(OPTIONS[option][2] for option in options)
     preset["distillation"] = ([] if from_teacher else [copy.deepcopy(GENERAL_KD)]) + [
         ("task_ikd", first), ("pred_kd", {**PRED_KD, **spiking})]
+    if "aug" in options:
+        preset["augment"] = copy.deepcopy(AUGMENTATION)
     return preset
 
 
 def shared_folders(run_dir, preset):
     """Stages every variant shares: data, teacher, corpus, and the paper's general-KD students."""
-    folders = {name: os.path.join(run_dir, "shared", name) for name in ("data", "teacher", "corpus")}
+    folders = {name: os.path.join(run_dir, "shared", name) for name in ("data", "teacher", "corpus", "augment")}
     for seed in preset["seeds"]:
         folders[seeded("general_kd", seed, preset)] = os.path.join(run_dir, "shared", f"seed{seed}", "general_kd")
     return folders
