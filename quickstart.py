@@ -23,6 +23,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from corpus.assets import asset_paths, default_cache_dir
 from pipeline.presets import DEFAULT_PRESET, PRESETS, with_augmentation
@@ -77,10 +78,11 @@ def main(argv=None):
     log_file.setFormatter(console.formatter)
     logging.getLogger().addHandler(log_file)
     logger.info("preset %s, run folder %s, %d job(s)", name, show_path(run_dir), jobs)
+    started = time.monotonic()
     timings = {"assets": prepare_assets(assets, run_dir)}
     timings.update(execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs))
 
-    results = collect_results(name, preset, stages, timings)
+    results = {**collect_results(name, preset, stages, timings), "wall_seconds": round(time.monotonic() - started)}
     write_json_atomic(os.path.join(run_dir, "results.json"), results)
     markdown = results_markdown(results)
     with open(os.path.join(run_dir, "results.md"), "w", encoding="utf-8") as f:

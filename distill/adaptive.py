@@ -28,9 +28,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StoppingRule:
-    """When a sentence's simulation stops (module docstring); the defaults are the flags'."""
+    """When a sentence's simulation stops (module docstring); the defaults are the flags'.
+
+    Chosen on the default quick start's student at t_conv 32 (README, Evaluation speed): patience 2 kept
+    its accuracy with 45% of the steps, patience 1 with 34%; checking every 2 steps from step 4 or 6 lost
+    0.9-1.3 points.
+    """
     check_every: int = 4
-    patience: int = 2
+    patience: int = 1
     margin: float = 0.2
     min_steps: int = 8
 

@@ -44,7 +44,12 @@ class Stage:
         """argv after the interpreter: flags with value True are bare switches."""
         argv = [self.script]
         for flag, value in self.flags.items():
-            argv += [flag] if value is True else [flag, str(value)]
+            if value is True:
+                argv.append(flag)
+            elif isinstance(value, (list, tuple)):  # nargs="+" flags such as --kd_losses
+                argv += [flag, *map(str, value)]
+            else:
+                argv += [flag, str(value)]
         return argv
 
 

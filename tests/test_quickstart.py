@@ -1,4 +1,5 @@
 """quickstart.py --smoke end to end: results, reuse of finished stages, refusal of mixed settings."""
+import copy
 import json
 import os
 import shutil
@@ -54,6 +55,8 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     with open(os.path.join(run_dir, adaptive_stage_name(preset), "energy.json"), encoding="utf-8") as f:
         assert json.load(f)["header"]["adaptive_t_conv"] == "on"
     assert results["student"]["parameters"] < results["teacher"]["parameters"]
+    # Stage times summed, and the run's wall clock, which covers them (one job: no stages side by side).
+    assert sum(timing["seconds"] for timing in results["stages"].values()) <= results["wall_seconds"] + 1
 
     with open(os.path.join(run_dir, "data", "movie", "dev.tsv"), encoding="utf-8") as f:
         labels = [line.rstrip("\n").split("\t")[1] for line in f.readlines()[1:]]
@@ -71,6 +74,7 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
         table = f.read()
     assert "majority class" in table and "t_conv 4 (training value)" in table
     assert "energy per sentence (uJ)" in table and "adaptive, at most t_conv 4" in table
+    assert f"| the whole run, wall clock | {results['wall_seconds']:.0f} |" in table
     assert table.strip() in stdout
     # Each stage's command is logged before it runs.
     commands = [line for line in stdout.splitlines() if "quickstart: [pred_kd] " in line]
@@ -149,3 +153,13 @@ def test_augmentation_stage_feeds_task_ikd_only():
     # Without general KD there is no corpus to pregenerate.
     no_general = {**PRESETS["paper"], "distillation": PRESETS["paper"]["distillation"][1:]}
     assert "corpus" not in {stage.name for stage in build_stages(no_general, "/tmp/run", assets)}
+
+
+def test_list_valued_flags_become_one_flag_with_several_values():
+    preset = copy.deepcopy(PRESETS["smoke"])
+    preset["spiking"] = {**preset["spiking"], "kd_losses": ["hidden_mse", "minilm"]}
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    stages = build_stages(preset, "/tmp/unused-run", assets)
+    argv = next(stage for stage in stages if stage.name == "task_ikd").command()
+    position = argv.index("--kd_losses")
+    assert argv[position + 1:position + 3] == ["hidden_mse", "minilm"]

@@ -6,7 +6,7 @@
 tests/test_refactor_pins.py compares the current code against expected.safetensors and
 loads the model folders written here.
 """
-import os, sys, json
+import os, sys
 import torch
 from safetensors.torch import save_file
 sys.path.insert(0, sys.argv[1])  # a checkout of commit 680f582
