@@ -1,4 +1,7 @@
-"""Quick start: the paper's whole pipeline on packaged real data, from nothing to a results table.
+"""Quick start: teacher, spiking student and evaluation on packaged real data, from nothing to a results table.
+
+The default preset trains the student for few time steps (README, Few time steps); --paper runs the
+paper's method as published.
 
     ./quickstart.sh [--smoke | --paper | --full] [--run_dir DIR] [--overwrite]     (or: python quickstart.py ...)
 
@@ -7,7 +10,8 @@ logged first, so any stage can be rerun by hand (pipeline/stages.py; presets in 
   assets      prepare_assets.py: the all-MiniLM-L6-v2 teacher, the movie-review task, a Wikipedia sample
   data        the preset's slices of the movie task and the corpus, written into the run folder
   teacher     finetune_teacher.py: MiniLM fine-tuned on the movie task (the task teacher)
-  corpus      preprocess_training_data.py: the corpus as pregenerated BERT instances
+  augment     data_augmentation.py: augmented training sentences for task IKD (presets that use it)
+  corpus      preprocess_training_data.py: the corpus as pregenerated BERT instances (presets with general KD)
   general_kd  spiking_bert_general_distill.py: MiniLM -> the 3-layer spiking student (presets that use it)
   task_ikd    spiking_bert_task_distill.py: task-based internal-layer KD from the task teacher
   pred_kd     spiking_bert_task_distill.py --pred_distill: prediction-layer KD, best dev checkpoint kept
