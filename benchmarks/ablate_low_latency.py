@@ -5,8 +5,9 @@ each option taken out, 2 seeds each.
 
 Every variant is a preset of the quick start (pipeline/presets.py) under one budget, smaller than the
 default preset's (on a 2-core CPU shared with other work, a variant took about 10 minutes, 20 with
-simulated training or augmentation): 2,000 movie training sentences, 500 dev sentences, 3,000 corpus sentences, training at t_conv 8 (the target), task IKD 1
-epoch and prediction KD 1 epoch, batch 16, task batches of similar lengths. The data slices, the task
+simulated training or augmentation): 2,000 movie training sentences, 500 dev sentences, 3,000 corpus
+sentences, training at t_conv 8 (the target), task IKD 1 epoch and prediction KD 1 epoch, batch 16,
+task batches of similar lengths. The data slices, the task
 teacher and the corpus are shared by all variants, and the paper's general-KD student by the variants
 that start from it (one per seed).
 
@@ -83,7 +84,6 @@ OPTIONS = {
     "minilm": ({"kd_losses": ["hidden_mse", "minilm"]}, {}, False),
 }
 BEST = ("m05", "grid", "thresholds", "teacher", "nosim", "t32", "aug")
-
 
 
 def without(*options):

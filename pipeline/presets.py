@@ -69,7 +69,7 @@ PRESETS = {
 # general KD, trains through the grid surrogate alone (no simulation, so training at 32 steps costs what 8
 # cost) with membranes starting at vth / 2, learns one threshold per population (calibrated on the first
 # batches), and sees about 5 augmented sentences per training sentence in task IKD. Two seeds, side by side.
-FEW_STEP_SPIKING = {"vth": 1.0, "membrane_init": 0.5, "surrogate": "grid", "train_simulation": "off",
+FEW_STEP_SPIKING = {**PAPER_SPIKING, "membrane_init": 0.5, "surrogate": "grid", "train_simulation": "off",
                     "threshold_scope": "population", "learn_threshold": "on"}
 PRESETS["default"] = {
     "data": {"train_sentences": 4000, "dev_sentences": None, "corpus_sentences": 5000},

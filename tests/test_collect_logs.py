@@ -13,6 +13,8 @@ from collect_logs import collapse_redraws, collect  # noqa: E402
 
 def test_collapse_redraws_keeps_the_last_state_of_each_line():
     assert collapse_redraws("a\rb 10%\rb 100%\nplain\r\nend") == "b 100%\nplain\nend"
+    # A redrawn line that ends in a carriage return keeps its last state, not the empty tail.
+    assert collapse_redraws("x 5%\ry 9%\r\n") == "y 9%\n"
 
 
 def write(path, text):

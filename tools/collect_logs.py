@@ -20,8 +20,7 @@ KEPT_SUFFIXES = ("_predictions.tsv",)
 
 def collapse_redraws(text):
     """Each line as it last appeared on a terminal: the part after its last carriage return."""
-    return "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
-                     for line in text.split("\n"))
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
 def kept(name):
