@@ -1,6 +1,6 @@
 """The quick start's presets, as plain data.
 
-A preset gives the data slices, the teacher's fine-tuning, the corpus, and the
+A preset gives the data slices, the teacher's fine-tuning, the corpus (presets with general KD), and the
 distillation stages in order: each is (name, flags), run by spiking_bert_general_distill.py
 (general_kd) or spiking_bert_task_distill.py (the others), each starting from the
 previous stage's student (the first from the student config). ``spiking`` flags go to
@@ -68,21 +68,21 @@ PRESETS = {
 # The few-step recipe (README "Few time steps"): the student starts from the task teacher's layers instead of
 # general KD, trains through the grid surrogate alone (no simulation, so training at 32 steps costs what 8
 # cost) with membranes starting at vth / 2, learns one threshold per population (calibrated on the first
-# batches), and sees about 5 augmented sentences per training sentence in task IKD. Two seeds, side by side.
+# batches), and sees about 5 augmented sentences per training sentence in task IKD; 2 epochs of task IKD, then
+# 2 of prediction KD. Two seeds, side by side.
 FEW_STEP_SPIKING = {**PAPER_SPIKING, "membrane_init": 0.5, "surrogate": "grid", "train_simulation": "off",
                     "threshold_scope": "population", "learn_threshold": "on"}
 PRESETS["default"] = {
-    "data": {"train_sentences": 4000, "dev_sentences": None, "corpus_sentences": 5000},
+    "data": {"train_sentences": 4000, "dev_sentences": None, "corpus_sentences": 0},
     "max_seq_length": 64, "eval_t_conv": [4, 8, 16, 32], "eval_batch_size": 64, "seeds": [42, 7],
     "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
-    "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
     "augment": AUGMENTATION,
     "spiking": FEW_STEP_SPIKING,
     "distillation": [
         ("task_ikd", {"t_conv": 32, "init_from_teacher": True, "calibrate_vth": 99, "aug_train": True,
-                      "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 1e-4,
+                      "num_train_epochs": 2, "train_batch_size": 16, "learning_rate": 1e-4,
                       "bucket_by_length": True}),
-        ("pred_kd", {"pred_distill": True, "t_conv": 32, "num_train_epochs": 1, "train_batch_size": 16,
+        ("pred_kd", {"pred_distill": True, "t_conv": 32, "num_train_epochs": 2, "train_batch_size": 16,
                      "learning_rate": 1e-4, "eval_step": 1000, "bucket_by_length": True}),
     ],
 }

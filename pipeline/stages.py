@@ -305,15 +305,17 @@ def corpus_slice(path, sentences, rng):
 
 
 def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, dev_sentences, corpus_sentences):
-    """``folder``/movie/{train,dev}.tsv and ``folder``/corpus.txt: the preset's slices of the packaged data."""
+    """``folder``/movie/{train,dev}.tsv and ``folder``/corpus.txt (none when ``corpus_sentences`` is 0): the
+    preset's slices of the packaged data."""
     rng = random.Random(seed)
     with atomic_directory(folder) as tmp:
         os.makedirs(os.path.join(tmp, "movie"))
         for split, count in (("train", train_sentences), ("dev", dev_sentences)):
             with open(os.path.join(tmp, "movie", f"{split}.tsv"), "w", encoding="utf-8") as f:
                 f.writelines(sample_rows(os.path.join(movie_sst2, f"{split}.tsv"), count, rng))
-        with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
-            f.write("\n\n".join("\n".join(doc) for doc in corpus_slice(wiki_corpus, corpus_sentences, rng)) + "\n")
+        if corpus_sentences != 0:
+            with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
+                f.write("\n\n".join("\n".join(doc) for doc in corpus_slice(wiki_corpus, corpus_sentences, rng)) + "\n")
 
 
 
