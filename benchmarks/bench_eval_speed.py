@@ -9,7 +9,7 @@ rounds of one whole evaluation of the dev set (range in brackets). Printed per v
 mean steps simulated per sentence, padded tokens (batch size x width minus real tokens, summed over
 batches), wall time and its ratio to file order, and whether the predictions equal file order's.
 
-    python benchmarks/bench_eval_speed.py --spiking_student_model runs/quickstart-default/pred_kd \
+    python benchmarks/bench_eval_speed.py --spiking_student_model runs/quickstart-default/seed42/pred_kd \
         --data_dir runs/quickstart-default/data/movie --task_name movie --t_conv 125 --do_lower_case
 """
 import argparse
