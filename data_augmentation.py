@@ -13,13 +13,17 @@ word takes its M nearest whole-word tokens in the checkpoint's word-embedding ma
 replaces every such word by a random candidate with probability p; distinct changed sentences are kept.
 train_aug.tsv has train.tsv's header and columns: each row as it is, then the row with each
 augmented version of its first text column, then (sentence pairs) of its second, the other columns
-unchanged. The file is a function of the inputs, --seed and --batch_size.
+unchanged. The file is a function of the inputs, --seed and --batch_size. With --output_dir, the
+task's dev files are copied beside it, so that the folder is a whole --data_dir for --aug_train (task
+IKD, and prediction KD, which evaluates on dev).
 """
 import argparse
+import filecmp
 import itertools
 import logging
 import os
 import random
+import shutil
 
 import torch
 from tqdm import tqdm
@@ -66,8 +70,10 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no_cuda", action="store_true", help="run the masked LM on the CPU even with a GPU")
     parser.add_argument("--output_dir", default=None,
-                        help="folder for train_aug.tsv (default: the task folder, beside train.tsv)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing train_aug.tsv")
+                        help="folder for train_aug.tsv and a copy of the task's dev files (default: the task "
+                        "folder, beside train.tsv)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing train_aug.tsv (and dev files that differ from the task's)")
     return parser.parse_args(argv)
 
 
@@ -96,6 +102,19 @@ def load_candidates(args, tokenizer):
     model = BertForMaskedLM.from_pretrained(model_dir)
     device = "cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu"
     return MaskedLMCandidates(model, tokenizer, glove, args.M, args.batch_size, device)
+
+
+def dev_files(task_dir, output_dir, overwrite):
+    """(source, target) of each dev file to copy into ``output_dir`` (none when it is the task folder);
+    refuses to replace a different file there without ``overwrite``."""
+    if os.path.abspath(output_dir) == os.path.abspath(task_dir):
+        return []
+    pairs = [(os.path.join(task_dir, name), os.path.join(output_dir, name)) for name in sorted(os.listdir(task_dir))
+             if name.startswith("dev") and name.endswith(".tsv")]
+    for source, target in pairs:
+        if os.path.exists(target) and not overwrite and not filecmp.cmp(source, target, shallow=False):
+            raise ValueError(f"{target} exists and differs from {source}; pass --overwrite to replace it")
+    return pairs
 
 
 def augmented_rows(processor, rows, augmenter, seed):
@@ -133,9 +152,13 @@ def augment_task(args):
     output_path = os.path.join(output_dir, OUTPUT_NAME)
     if os.path.exists(output_path) and not args.overwrite:
         raise ValueError(f"{output_path} exists; pass --overwrite to replace it")
+    copies = dev_files(task_dir, output_dir, args.overwrite)
     os.makedirs(output_dir, exist_ok=True)
     lines = itertools.chain([header] if header is not None else [], augmented_rows(processor, rows, augmenter, args.seed))
     written = write_atomically(output_path, ("\t".join(line) for line in lines))
+    for source, target in copies:
+        shutil.copyfile(source, target + ".tmp")
+        os.replace(target + ".tmp", target)
     return len(rows), written - (header is not None), output_path
 
 

@@ -59,6 +59,7 @@ def assets(tmp_path):
     (tmp_path / "glue" / "SST-2").mkdir(parents=True)
     (tmp_path / "glue" / "SST-2" / "train.tsv").write_text(
         f"sentence\tlabel\n{SENTENCE}\t1\nA dull film about dogs\t0\nIt was very funny\t1\nthe\t0\n")
+    (tmp_path / "glue" / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nA funny film\t1\n")
     (tmp_path / "glue" / "RTE").mkdir()
     (tmp_path / "glue" / "RTE" / "train.tsv").write_text(
         "index\tsentence1\tsentence2\tlabel\n"
@@ -223,6 +224,21 @@ def test_output_folder_and_no_silent_overwrite(assets, tmp_path):
     data_augmentation.main(["--pretrained_bert_model", str(assets / "mlm"), "--glove_embs", str(assets / "glove.txt"),
                             "--glue_dir", str(assets / "glue"), "--task_name", "SST-2", "--seed", "1", "--N", "3",
                             "--output_dir", str(out)])
+    assert (out / "train_aug.tsv").read_text(encoding="utf-8") == written
+    # The dev set beside it: the folder is a whole --data_dir for --aug_train (prediction KD evaluates on dev).
+    assert (out / "dev.tsv").read_bytes() == (assets / "glue" / "SST-2" / "dev.tsv").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["dev.tsv", "train_aug.tsv"]
+    (out / "dev.tsv").write_text("sentence\tlabel\nanother dev set\t0\n")
+    (out / "train_aug.tsv").unlink()
+    with pytest.raises(SystemExit, match="dev.tsv exists and differs from .*; pass --overwrite to replace it"):
+        data_augmentation.main(["--pretrained_bert_model", str(assets / "mlm"), "--glove_embs",
+                                str(assets / "glove.txt"), "--glue_dir", str(assets / "glue"), "--task_name", "SST-2",
+                                "--seed", "1", "--N", "3", "--output_dir", str(out)])
+    assert not (out / "train_aug.tsv").exists() and "another dev set" in (out / "dev.tsv").read_text()
+    data_augmentation.main(["--pretrained_bert_model", str(assets / "mlm"), "--glove_embs", str(assets / "glove.txt"),
+                            "--glue_dir", str(assets / "glue"), "--task_name", "SST-2", "--seed", "1", "--N", "3",
+                            "--output_dir", str(out), "--overwrite"])
+    assert (out / "dev.tsv").read_bytes() == (assets / "glue" / "SST-2" / "dev.tsv").read_bytes()
     assert (out / "train_aug.tsv").read_text(encoding="utf-8") == written
     with pytest.raises(SystemExit, match="train_aug.tsv exists; pass --overwrite to replace it"):
         data_augmentation.main(["--pretrained_bert_model", str(assets / "mlm"), "--glove_embs",

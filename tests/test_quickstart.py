@@ -148,6 +148,13 @@ def test_augmentation_stage_feeds_task_ikd_only():
     assert ikd.flags["--data_dir"] == "/tmp/run/augment" and ikd.flags["--aug_train"] is True
     assert "augment" in ikd.inputs
     assert pred.flags["--data_dir"] == "/tmp/run/data/movie" and "--aug_train" not in pred.flags
+    # Prediction KD on the augmented sentences too (the README's next lever): the augmentation folder holds a
+    # copy of the dev set (data_augmentation.py --output_dir), so it is the stage's whole --data_dir.
+    both = copy.deepcopy(preset)
+    both["distillation"][-1][1]["aug_train"] = True
+    pred = {stage.name: stage for stage in build_stages(both, "/tmp/run", assets)}["pred_kd"]
+    assert pred.flags["--data_dir"] == "/tmp/run/augment" and pred.flags["--aug_train"] is True
+    assert "augment" in pred.inputs
     off = {stage.name for stage in build_stages(with_augmentation(preset, "off"), "/tmp/run", assets)}
     assert "augment" not in off
     # Without general KD there is no corpus to pregenerate.
