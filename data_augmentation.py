@@ -33,6 +33,7 @@ from augmentation.word_vectors import read_glove
 from corpus.pregeneration import batches, write_atomically
 from glue.processors import get_processor
 from transformer.checkpoint import weight_names
+from transformer.file_utils import write_atomically as write_file_atomically
 from transformer.modeling import BertForMaskedLM, BertModel
 from transformer.tokenization import BertTokenizer
 
@@ -157,8 +158,8 @@ def augment_task(args):
     lines = itertools.chain([header] if header is not None else [], augmented_rows(processor, rows, augmenter, args.seed))
     written = write_atomically(output_path, ("\t".join(line) for line in lines))
     for source, target in copies:
-        shutil.copyfile(source, target + ".tmp")
-        os.replace(target + ".tmp", target)
+        with open(source, "rb") as dev:
+            write_file_atomically(target, lambda copy: shutil.copyfileobj(dev, copy), "wb")
     return len(rows), written - (header is not None), output_path
 
 
