@@ -31,13 +31,6 @@ def literal_defaults():
     return rows
 
 
-def parser_default(parser, flag):
-    for action in parser._actions:
-        if flag in action.option_strings:
-            return action.default
-    return None
-
-
 def test_the_readme_states_enough_plain_defaults_to_check():
     flags = {flag for flag, _ in literal_defaults()}
     assert {"--adaptive_patience", "--adaptive_check_every", "--max_seq_length", "--num_train_epochs",
@@ -48,11 +41,11 @@ def test_the_readme_states_enough_plain_defaults_to_check():
 def test_each_stated_default_is_the_scripts_default(flag, stated):
     found = False
     for script in (task, general):
-        parser = script.build_parser()
-        if not any(flag in action.option_strings for action in parser._actions):
+        action = script.build_parser()._option_string_actions.get(flag)
+        if action is None:
             continue
         found = True
-        default = parser_default(parser, flag)
+        default = action.default
         if stated == "off":
             assert default in (False, None), (script.__name__, flag, default)
         elif stated == "on":
