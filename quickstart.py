@@ -15,7 +15,8 @@ logged first, so any stage can be rerun by hand (pipeline/stages.py; presets in 
   general_kd  spiking_bert_general_distill.py: MiniLM -> the 3-layer spiking student (presets that use it)
   task_ikd    spiking_bert_task_distill.py: task-based internal-layer KD from the task teacher
   pred_kd     spiking_bert_task_distill.py --pred_distill: prediction-layer KD, best dev checkpoint kept
-  eval_t*     spiking_bert_task_distill.py --do_eval of the final student at several t_conv values, and once more
+  eval_t*     spiking_bert_task_distill.py --do_eval of the final student at several t_conv values (at its
+              training t_conv, a copy of prediction KD's own dev evaluation: the same files), and once more
               at its training t_conv with --adaptive_t_conv (eval_t*_adaptive, the flags' default rule)
 Distillation and evaluation stages run once per seed of the preset (in seed<N>/ with several seeds).
 Results go to results.md, results.json and tradeoff.png (accuracy and energy per sentence against the time

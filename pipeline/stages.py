@@ -19,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from distill.energy_report import ENERGY_NAME
+from distill.evaluation import RESULTS_NAME, predictions_name
 from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_t_conv
 from transformer.checkpoint import atomic_directory
 
@@ -113,6 +115,10 @@ def build_stages(preset, run_dir, assets, folders=None):
         if preset.get("adaptive_eval", True):
             evaluations.append((adaptive_stage_name(preset), final_t_conv(preset), {"--adaptive_t_conv": True}))
         for stage, t_conv, extra in evaluations:
+            if not extra and evaluated_in_training(preset["distillation"][-1][1], t_conv):
+                stages.append(Stage(name_of(stage), folder_of(stage), job=copy_evaluation,
+                                    job_settings={"student": student}, inputs=(previous,)))
+                continue
             stages.append(Stage(name_of(stage), folder_of(stage), "spiking_bert_task_distill.py", {
                 "--do_eval": True, "--spiking_student_model": student,
                 # its config.json gives the teacher's shape for the energy comparison
@@ -148,6 +154,26 @@ def distillation_stage(name, folder, kind, flags, student, previous, preset, see
     return Stage(name, folder, "spiking_bert_task_distill.py", {
         "--teacher_model": sources["teacher"], "--data_dir": data, "--task_name": TASK, **common, **extra,
         "--max_seq_length": preset["max_seq_length"]}, inputs=inputs + ((previous,) if previous else ()))
+
+
+def evaluated_in_training(flags, t_conv):
+    """Prediction KD evaluates on the dev set and publishes the best student with that evaluation's files, at
+    its training t_conv, with the preset's batch size and sequence length: --do_eval of that student at the
+    same t_conv writes the same bytes, so the evaluation stage copies them instead (minutes per seed)."""
+    return bool(flags.get("pred_distill")) and flags["t_conv"] == t_conv and not flags.get("adaptive_t_conv")
+
+
+def copy_evaluation(folder, student):
+    """``student``'s evaluation files (results, energy, predictions), which its prediction KD wrote."""
+    student = os.path.join(REPO, student)
+    names = [name for name in sorted(os.listdir(student))
+             if name in (RESULTS_NAME, ENERGY_NAME) or name.endswith(predictions_name(""))]
+    if RESULTS_NAME not in names:
+        raise SystemExit(f"error: {show_path(student)} holds no {RESULTS_NAME} from its dev evaluation")
+    with atomic_directory(folder) as tmp:
+        for name in names:
+            shutil.copy2(os.path.join(student, name), os.path.join(tmp, name))
+    logger.info("copied %s from %s (its dev evaluation in training)", ", ".join(names), show_path(student))
 
 
 def adaptive_stage_name(preset):

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv, with_augmentation
-from pipeline.stages import MARKER_NAME, adaptive_stage_name, build_stages, first_difference, seeded
+from pipeline.stages import (MARKER_NAME, adaptive_stage_name, build_stages, copy_evaluation, first_difference,
+                             seeded)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,6 +82,26 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert commands and "spiking_bert_task_distill.py" in commands[0] and " --pred_distill " in commands[0]
 
 
+def test_evaluation_at_the_training_t_conv_copies_what_do_eval_writes(smoke_run, tmp_path):
+    run_dir, stdout = smoke_run
+    preset = PRESETS["smoke"]
+    t_conv = final_t_conv(preset)
+    copied = os.path.join(run_dir, f"eval_t{t_conv}")
+    assert "[eval_t4] writing" in stdout and not os.path.exists(os.path.join(run_dir, "logs", "eval_t4.txt"))
+    result = subprocess.run([
+        sys.executable, "spiking_bert_task_distill.py", "--do_eval", "--spiking_student_model",
+        os.path.join(run_dir, "pred_kd"), "--teacher_model", os.path.join(run_dir, "teacher"), "--data_dir",
+        os.path.join(run_dir, "data", "movie"), "--task_name", "movie", "--output_dir", str(tmp_path / "eval"),
+        "--t_conv", str(t_conv), "--eval_batch_size", str(preset["eval_batch_size"]), "--max_seq_length",
+        str(preset["max_seq_length"]), "--do_lower_case"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = ["eval_results.txt", "energy.json", "movie_dev_predictions.tsv"]
+    assert sorted(os.listdir(copied)) == sorted(names + [MARKER_NAME])
+    for name in names:
+        with open(os.path.join(copied, name), "rb") as a, open(tmp_path / "eval" / name, "rb") as b:
+            assert a.read() == b.read(), name
+
+
 def test_rerun_reuses_stages_and_other_settings_are_refused(smoke_run):
     run_dir, _ = smoke_run
     rerun = run_quickstart("--smoke", "--run_dir", run_dir)
@@ -124,8 +145,11 @@ def test_stages_chain_and_run_at_their_preset_t_conv():
                 student = stage.folder
             assert final_t_conv(preset) in preset["eval_t_conv"]
             for t_conv in preset["eval_t_conv"]:
-                evaluation = stages[seeded(f"eval_t{t_conv}", seed, preset)].flags
-                assert evaluation["--t_conv"] == t_conv and evaluation["--spiking_student_model"] == student
+                evaluation = stages[seeded(f"eval_t{t_conv}", seed, preset)]
+                if t_conv == final_t_conv(preset):  # prediction KD's own dev evaluation, copied
+                    assert evaluation.job is copy_evaluation and evaluation.job_settings == {"student": student}
+                    continue
+                assert evaluation.flags["--t_conv"] == t_conv and evaluation.flags["--spiking_student_model"] == student
             adaptive = stages[seeded(adaptive_stage_name(preset), seed, preset)].flags
             assert adaptive["--adaptive_t_conv"] is True and adaptive["--t_conv"] == final_t_conv(preset)
     paper = {name: flags["t_conv"] for name, flags in PRESETS["paper"]["distillation"]}
