@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from distill.energy_report import ENERGY_NAME
 from distill.evaluation import RESULTS_NAME, predictions_name
-from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_t_conv
+from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_stage, final_t_conv
 from transformer.checkpoint import atomic_directory
 
 MARKER_NAME = "stage_done.json"
@@ -115,7 +115,7 @@ def build_stages(preset, run_dir, assets, folders=None):
         if preset.get("adaptive_eval", True):
             evaluations.append((adaptive_stage_name(preset), final_t_conv(preset), {"--adaptive_t_conv": True}))
         for stage, t_conv, extra in evaluations:
-            if not extra and evaluated_in_training(preset["distillation"][-1][1], t_conv):
+            if not extra and evaluated_in_training(final_stage(preset)[1], t_conv):
                 stages.append(Stage(name_of(stage), folder_of(stage), job=copy_evaluation,
                                     job_settings={"student": student}, inputs=(previous,)))
                 continue
