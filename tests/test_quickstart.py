@@ -87,7 +87,8 @@ def test_evaluation_at_the_training_t_conv_copies_what_do_eval_writes(smoke_run,
     preset = PRESETS["smoke"]
     t_conv = final_t_conv(preset)
     copied = os.path.join(run_dir, f"eval_t{t_conv}")
-    assert "[eval_t4] writing" in stdout and not os.path.exists(os.path.join(run_dir, "logs", "eval_t4.txt"))
+    assert f"[eval_t{t_conv}] writing" in stdout
+    assert not os.path.exists(os.path.join(run_dir, "logs", f"eval_t{t_conv}.txt"))
     result = subprocess.run([
         sys.executable, "spiking_bert_task_distill.py", "--do_eval", "--spiking_student_model",
         os.path.join(run_dir, "pred_kd"), "--teacher_model", os.path.join(run_dir, "teacher"), "--data_dir",
