@@ -84,8 +84,8 @@ PRESETS["default"] = {
         ("task_ikd", {"t_conv": 32, "init_from_teacher": True, "aug_train": True, "rate_penalty": 0.75,
                       "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 1e-4,
                       "bucket_by_length": True}),
-        ("pred_kd", {"pred_distill": True, "t_conv": 32, "aug_train": True, "num_train_epochs": 2, "train_batch_size": 16, "learning_rate": 1e-4, "eval_step": 10000,
-                     "bucket_by_length": True}),
+        ("pred_kd", {"pred_distill": True, "t_conv": 32, "aug_train": True, "num_train_epochs": 2,
+                     "train_batch_size": 16, "learning_rate": 1e-4, "eval_step": 10000, "bucket_by_length": True}),
     ],
 }
 DEFAULT_PRESET = "default"
