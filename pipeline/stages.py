@@ -26,6 +26,7 @@ from transformer.checkpoint import atomic_directory
 
 MARKER_NAME = "stage_done.json"
 RUN_RECORD_NAME = "quickstart_run.json"
+DISTILL_DATA = "distill"  # the data stage's subfolder of the student's own training sentences, when a preset has them
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 logger = logging.getLogger("quickstart")
@@ -77,7 +78,10 @@ def build_stages(preset, run_dir, assets, folders=None):
         return show_path(os.path.join(run_dir, subfolder or name))
 
     teacher, movie = assets["teacher"], folder("data") + "/movie"
-    sources = {"bert": teacher, "teacher": folder("teacher"), "corpus": folder("corpus"), "movie": movie}
+    # the task folder the distillation stages train on: the teacher's sentences unless the preset gives its own
+    distill_glue = folder("data") + (f"/{DISTILL_DATA}" if preset["data"].get("distill_sentences") else "")
+    sources = {"bert": teacher, "teacher": folder("teacher"), "corpus": folder("corpus"), "movie": movie,
+               "distill": distill_glue + "/movie"}
     stages = [
         Stage("data", folder("data"), job=write_data_slices,
               job_settings={"movie_sst2": assets["movie_sst2"], "wiki_corpus": assets["wiki_corpus"],
@@ -96,7 +100,7 @@ def build_stages(preset, run_dir, assets, folders=None):
     if preset.get("augment"):
         # TinyBERT's augmentation of the training sentences, into its own folder (train_aug.tsv).
         stages.append(Stage("augment", folder("augment"), "data_augmentation.py", {
-            "--pretrained_bert_model": teacher, "--glue_dir": folder("data"), "--task_name": TASK,
+            "--pretrained_bert_model": teacher, "--glue_dir": distill_glue, "--task_name": TASK,
             "--output_dir": folder("augment"), **flags_of(preset["augment"]), "--seed": SEED}, inputs=("data",)))
         sources["augmented"] = folder("augment")
     for seed in preset["seeds"]:
@@ -148,7 +152,7 @@ def distillation_stage(name, folder, kind, flags, student, previous, preset, see
             "--pregenerated_data": sources["corpus"], "--teacher_model": sources["bert"], **common,
             "--max_seq_length": preset["corpus"]["max_seq_len"]}, inputs=("corpus",) + ((previous,) if previous else ()))
     extra = {"--eval_batch_size": preset["eval_batch_size"]} if flags.get("pred_distill") else {}
-    data, inputs = sources["movie"], ("teacher",)
+    data, inputs = sources["distill"], ("teacher",)
     if flags.get("aug_train"):  # reads train_aug.tsv from the augmentation stage's folder
         data, inputs = sources["augmented"], ("teacher", "augment")
     return Stage(name, folder, "spiking_bert_task_distill.py", {
@@ -330,15 +334,47 @@ def corpus_slice(path, sentences, rng):
     return chosen
 
 
-def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, dev_sentences, corpus_sentences):
+def teacher_and_distill_rows(path, train_sentences, distill_sentences, rng):
+    """(the teacher's rows, the student's rows) of ``path``, each with its header. The teacher's are the rows
+    ``sample_rows`` draws; the student's are drawn from them when fewer, else they are all of them plus
+    rows drawn from the others, so the smaller set is part of the larger."""
+    with open(path, encoding="utf-8") as f:
+        header, *rows = f.readlines()
+    everything = range(len(rows))
+    teacher = everything if train_sentences is None or train_sentences >= len(rows) else \
+        rng.sample(everything, train_sentences)
+    if distill_sentences <= len(teacher):
+        student = rng.sample(list(teacher), distill_sentences)
+    else:
+        chosen = set(teacher)
+        others = [i for i in everything if i not in chosen]
+        student = list(teacher) + rng.sample(others, min(distill_sentences - len(teacher), len(others)))
+    return tuple([header] + [rows[i] for i in sorted(indices)] for indices in (teacher, student))
+
+
+def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, dev_sentences, corpus_sentences,
+                      distill_sentences=None):
     """``folder``/movie/{train,dev}.tsv and ``folder``/corpus.txt (none when ``corpus_sentences`` is 0): the
-    preset's slices of the packaged data."""
+    preset's slices of the packaged data. With ``distill_sentences``, the distillation stages' own
+    training sentences go to ``folder``/distill/movie/train.tsv (with the same dev.tsv): the teacher is
+    fine-tuned on its own ``train_sentences`` and, in distillation, labels the student's."""
     rng = random.Random(seed)
+    train_path, dev_path = (os.path.join(movie_sst2, f"{split}.tsv") for split in ("train", "dev"))
     with atomic_directory(folder) as tmp:
         os.makedirs(os.path.join(tmp, "movie"))
-        for split, count in (("train", train_sentences), ("dev", dev_sentences)):
-            with open(os.path.join(tmp, "movie", f"{split}.tsv"), "w", encoding="utf-8") as f:
-                f.writelines(sample_rows(os.path.join(movie_sst2, f"{split}.tsv"), count, rng))
+        if distill_sentences is None:
+            slices = {"movie/train.tsv": sample_rows(train_path, train_sentences, rng)}
+        else:
+            os.makedirs(os.path.join(tmp, DISTILL_DATA, "movie"))
+            slices = dict(zip(("movie/train.tsv", f"{DISTILL_DATA}/movie/train.tsv"),
+                              teacher_and_distill_rows(train_path, train_sentences, distill_sentences, rng)))
+        dev_rows = sample_rows(dev_path, dev_sentences, rng)
+        slices["movie/dev.tsv"] = dev_rows
+        if distill_sentences is not None:
+            slices[f"{DISTILL_DATA}/movie/dev.tsv"] = dev_rows
+        for name, rows in slices.items():
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                f.writelines(rows)
         if corpus_sentences != 0:
             with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
                 f.write("\n\n".join("\n".join(doc) for doc in corpus_slice(wiki_corpus, corpus_sentences, rng)) + "\n")

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv, with_augmentation
-from pipeline.stages import (MARKER_NAME, adaptive_stage_name, build_stages, copy_evaluation, first_difference,
-                             seeded)
+from pipeline.stages import (DISTILL_DATA, MARKER_NAME, adaptive_stage_name, build_stages, copy_evaluation,
+                             first_difference, seeded, write_data_slices)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -185,6 +185,57 @@ def test_augmentation_stage_feeds_task_ikd_only():
     # Without general KD there is no corpus to pregenerate.
     no_general = {**PRESETS["paper"], "distillation": PRESETS["paper"]["distillation"][1:]}
     assert "corpus" not in {stage.name for stage in build_stages(no_general, "/tmp/run", assets)}
+
+
+def write_movie_files(folder, train_rows, dev_rows):
+    os.makedirs(folder)
+    for split, count in (("train", train_rows), ("dev", dev_rows)):
+        with open(os.path.join(folder, f"{split}.tsv"), "w", encoding="utf-8") as f:
+            f.write("sentence\tlabel\n" + "".join(f"{split} sentence {i}\t{i % 2}\n" for i in range(count)))
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return f.readlines()
+
+
+@pytest.mark.parametrize("distill_sentences", [60, 25, None])
+def test_distill_sentences_add_to_the_teachers_and_leave_them_unchanged(tmp_path, distill_sentences):
+    movie = str(tmp_path / "movie_sst2")
+    write_movie_files(movie, train_rows=100, dev_rows=7)
+    slices = {"movie_sst2": movie, "wiki_corpus": None, "seed": 3, "train_sentences": 40, "dev_sentences": None,
+              "corpus_sentences": 0}
+    write_data_slices(str(tmp_path / "plain"), **slices)
+    write_data_slices(str(tmp_path / "split"), **slices, distill_sentences=distill_sentences)
+    teacher = read_lines(tmp_path / "plain" / "movie" / "train.tsv")
+    # The teacher's rows (and so the teacher) are those of a preset without the key.
+    assert read_lines(tmp_path / "split" / "movie" / "train.tsv") == teacher and len(teacher) == 41
+    student_folder = tmp_path / "split" / DISTILL_DATA / "movie"
+    if distill_sentences is None:
+        assert not student_folder.exists()
+        return
+    student = read_lines(student_folder / "train.tsv")
+    assert student[0] == teacher[0] and len(student) == distill_sentences + 1 and len(set(student)) == len(student)
+    smaller, larger = sorted((set(teacher[1:]), set(student[1:])), key=len)
+    assert smaller <= larger
+    source_order = read_lines(os.path.join(movie, "train.tsv"))
+    assert student == sorted(student, key=source_order.index)  # file order kept
+    assert read_lines(student_folder / "dev.tsv") == read_lines(os.path.join(movie, "dev.tsv"))
+
+
+def test_distillation_stages_train_on_the_distill_sentences():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    preset = copy.deepcopy(PRESETS["paper"])
+    preset["data"]["distill_sentences"] = 8000
+    stages = {stage.name: stage for stage in build_stages(preset, "/tmp/run", assets)}
+    assert stages["data"].job_settings["distill_sentences"] == 8000
+    assert stages["teacher"].flags["--data_dir"] == "/tmp/run/data/movie"
+    for name in ("task_ikd", "pred_kd"):
+        assert stages[name].flags["--data_dir"] == f"/tmp/run/data/{DISTILL_DATA}/movie", name
+    assert stages["eval_t8"].flags["--data_dir"] == "/tmp/run/data/movie"
+    augmented = {stage.name: stage for stage in build_stages(with_augmentation(preset, "on"), "/tmp/run", assets)}
+    assert augmented["augment"].flags["--glue_dir"] == f"/tmp/run/data/{DISTILL_DATA}"
+    assert augmented["task_ikd"].flags["--data_dir"] == "/tmp/run/augment"
 
 
 def test_list_valued_flags_become_one_flag_with_several_values():
