@@ -98,7 +98,7 @@ def build_stages(preset, run_dir, assets, folders=None):
             "--do_lower_case": True, **flags_of(preset["corpus"]), "--seed": SEED, "--output_dir": folder("corpus")},
             inputs=("data",)))
     if preset.get("augment"):
-        # TinyBERT's augmentation of the training sentences, into its own folder (train_aug.tsv).
+        # TinyBERT's augmentation of the distillation sentences, into its own folder (train_aug.tsv).
         stages.append(Stage("augment", folder("augment"), "data_augmentation.py", {
             "--pretrained_bert_model": teacher, "--glue_dir": distill_glue, "--task_name": TASK,
             "--output_dir": folder("augment"), **flags_of(preset["augment"]), "--seed": SEED}, inputs=("data",)))
