@@ -307,13 +307,18 @@ def run_stage(stage, settings, run_dir, threads=None):
     return seconds
 
 
+def sample_indices(total, count, rng):
+    """``count`` of range(``total``) drawn at random, in order; all of them when count is None or >= total."""
+    if count is None or count >= total:
+        return list(range(total))
+    return sorted(rng.sample(range(total), count))
+
+
 def sample_rows(path, count, rng):
     """Header plus ``count`` data rows drawn at random (file order kept); all rows when count is None."""
     with open(path, encoding="utf-8") as f:
         header, *rows = f.readlines()
-    if count is not None and count < len(rows):
-        rows = [rows[i] for i in sorted(rng.sample(range(len(rows)), count))]
-    return [header] + rows
+    return [header] + [rows[i] for i in sample_indices(len(rows), count, rng)]
 
 
 def corpus_slice(path, sentences, rng):
@@ -340,16 +345,15 @@ def teacher_and_distill_rows(path, train_sentences, distill_sentences, rng):
     rows drawn from the others, so the smaller set is part of the larger."""
     with open(path, encoding="utf-8") as f:
         header, *rows = f.readlines()
-    everything = range(len(rows))
-    teacher = everything if train_sentences is None or train_sentences >= len(rows) else \
-        rng.sample(everything, train_sentences)
+    teacher = sample_indices(len(rows), train_sentences, rng)
     if distill_sentences <= len(teacher):
-        student = rng.sample(list(teacher), distill_sentences)
+        student = [teacher[i] for i in sample_indices(len(teacher), distill_sentences, rng)]
     else:
         chosen = set(teacher)
-        others = [i for i in everything if i not in chosen]
-        student = list(teacher) + rng.sample(others, min(distill_sentences - len(teacher), len(others)))
-    return tuple([header] + [rows[i] for i in sorted(indices)] for indices in (teacher, student))
+        others = [i for i in range(len(rows)) if i not in chosen]
+        student = sorted(teacher + [others[i] for i in sample_indices(len(others), distill_sentences - len(teacher),
+                                                                       rng)])
+    return tuple([header] + [rows[i] for i in indices] for indices in (teacher, student))
 
 
 def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, dev_sentences, corpus_sentences,
