@@ -364,21 +364,18 @@ def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, de
     fine-tuned on its own ``train_sentences`` and, in distillation, labels the student's."""
     rng = random.Random(seed)
     train_path, dev_path = (os.path.join(movie_sst2, f"{split}.tsv") for split in ("train", "dev"))
+    if distill_sentences is None:
+        task_folders, train_slices = ["movie"], [sample_rows(train_path, train_sentences, rng)]
+    else:
+        task_folders = ["movie", f"{DISTILL_DATA}/movie"]
+        train_slices = teacher_and_distill_rows(train_path, train_sentences, distill_sentences, rng)
+    dev_rows = sample_rows(dev_path, dev_sentences, rng)  # drawn after the training rows, as always
     with atomic_directory(folder) as tmp:
-        os.makedirs(os.path.join(tmp, "movie"))
-        if distill_sentences is None:
-            slices = {"movie/train.tsv": sample_rows(train_path, train_sentences, rng)}
-        else:
-            os.makedirs(os.path.join(tmp, DISTILL_DATA, "movie"))
-            slices = dict(zip(("movie/train.tsv", f"{DISTILL_DATA}/movie/train.tsv"),
-                              teacher_and_distill_rows(train_path, train_sentences, distill_sentences, rng)))
-        dev_rows = sample_rows(dev_path, dev_sentences, rng)
-        slices["movie/dev.tsv"] = dev_rows
-        if distill_sentences is not None:
-            slices[f"{DISTILL_DATA}/movie/dev.tsv"] = dev_rows
-        for name, rows in slices.items():
-            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-                f.writelines(rows)
+        for task_folder, train_rows in zip(task_folders, train_slices):
+            os.makedirs(os.path.join(tmp, task_folder))
+            for split, rows in (("train", train_rows), ("dev", dev_rows)):
+                with open(os.path.join(tmp, task_folder, f"{split}.tsv"), "w", encoding="utf-8") as f:
+                    f.writelines(rows)
         if corpus_sentences != 0:
             with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
                 f.write("\n\n".join("\n".join(doc) for doc in corpus_slice(wiki_corpus, corpus_sentences, rng)) + "\n")
