@@ -14,8 +14,8 @@ replaces every such word by a random candidate with probability p; distinct chan
 train_aug.tsv has train.tsv's header and columns: each row as it is, then the row with each
 augmented version of its first text column, then (sentence pairs) of its second, the other columns
 unchanged. The file is a function of the inputs, --seed and --batch_size. With --output_dir, the
-task's dev files are copied beside it, so that the folder is a whole --data_dir for --aug_train (task
-IKD, and prediction KD, which evaluates on dev).
+task's dev and test files are copied beside it, so that the folder is a whole --data_dir for --aug_train
+(task IKD, and prediction KD, which evaluates on dev and scores test); they are never augmented.
 """
 import argparse
 import filecmp
@@ -71,10 +71,10 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no_cuda", action="store_true", help="run the masked LM on the CPU even with a GPU")
     parser.add_argument("--output_dir", default=None,
-                        help="folder for train_aug.tsv and a copy of the task's dev files (default: the task "
-                        "folder, beside train.tsv)")
+                        help="folder for train_aug.tsv and a copy of the task's dev and test files (default: "
+                        "the task folder, beside train.tsv)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing train_aug.tsv (and dev files that differ from the task's)")
+                        help="replace an existing train_aug.tsv (and dev and test files that differ from the task's)")
     return parser.parse_args(argv)
 
 
@@ -105,13 +105,13 @@ def load_candidates(args, tokenizer):
     return MaskedLMCandidates(model, tokenizer, glove, args.M, args.batch_size, device)
 
 
-def dev_files(task_dir, output_dir, overwrite):
-    """(source, target) of each dev file to copy into ``output_dir`` (none when it is the task folder);
+def evaluation_files(task_dir, output_dir, overwrite):
+    """(source, target) of each dev and test file to copy into ``output_dir`` (none when it is the task folder);
     refuses to replace a different file there without ``overwrite``."""
     if os.path.abspath(output_dir) == os.path.abspath(task_dir):
         return []
     pairs = [(os.path.join(task_dir, name), os.path.join(output_dir, name)) for name in sorted(os.listdir(task_dir))
-             if name.startswith("dev") and name.endswith(".tsv")]
+             if name.startswith(("dev", "test")) and name.endswith(".tsv")]
     for source, target in pairs:
         if os.path.exists(target) and not overwrite and not filecmp.cmp(source, target, shallow=False):
             raise ValueError(f"{target} exists and differs from {source}; pass --overwrite to replace it")
@@ -153,13 +153,13 @@ def augment_task(args):
     output_path = os.path.join(output_dir, OUTPUT_NAME)
     if os.path.exists(output_path) and not args.overwrite:
         raise ValueError(f"{output_path} exists; pass --overwrite to replace it")
-    copies = dev_files(task_dir, output_dir, args.overwrite)
+    copies = evaluation_files(task_dir, output_dir, args.overwrite)
     os.makedirs(output_dir, exist_ok=True)
     lines = itertools.chain([header] if header is not None else [], augmented_rows(processor, rows, augmenter, args.seed))
     written = write_atomically(output_path, ("\t".join(line) for line in lines))
     for source, target in copies:
-        with open(source, "rb") as dev:
-            write_file_atomically(target, lambda copy: shutil.copyfileobj(dev, copy), "wb")
+        with open(source, "rb") as original:
+            write_file_atomically(target, lambda copy: shutil.copyfileobj(original, copy), "wb")
     return len(rows), written - (header is not None), output_path
 
 

@@ -2,7 +2,8 @@
 
 The output folder is a teacher that ``spiking_bert_task_distill.py --teacher_model`` loads:
 config.json (with num_labels and classifier_head), model.safetensors and vocab.txt of the
-best dev checkpoint, plus eval_results.txt, log.txt and resumable checkpoint-step* folders.
+best dev checkpoint, plus eval_results.txt (dev, and test when the task folder has a labelled test.tsv,
+scored for that checkpoint only), log.txt and resumable checkpoint-step* folders.
 Training reuses the distillation scripts' loop (distill/), so data order, checkpoints,
 --continue_train and devices behave the same way.
 
@@ -16,13 +17,13 @@ import math
 from distill.checkpointing import publish_student
 from distill.cli import add_run_args, check_positive_args
 from distill.devices import unwrap, wrap_student
-from distill.evaluation import evaluate, write_eval_files
+from distill.evaluation import evaluate, log_test_results, write_eval_files
 from distill.losses import true_label_loss
 from distill.preflight import (check_max_seq_length, fetch_model_args, read_model_config, require_weights,
                                vocab_path)
 from distill.script import TrainingScript, run_script
 from distill.training import LoopSettings, set_seed, steps_in_epoch
-from glue import TaskFeatures, convert_examples_to_features, get_processor, main_metric
+from glue import TEST_SET, TaskFeatures, convert_examples_to_features, get_processor, main_metric
 from transformer.modeling import CLASSIFIER_HEADS, BertForSequenceClassification
 from transformer.tokenization import BertTokenizer
 
@@ -67,7 +68,7 @@ class TeacherFineTuning(TrainingScript):
             raise FileNotFoundError(f"--bert_model {args.bert_model}: no vocab.txt")
         check_max_seq_length(args.max_seq_length, {"--bert_model": self.config})
         self.train_examples = self.processor.get_train_examples(args.data_dir)
-        self.dev_sets = self.processor.dev_sets(args.data_dir)
+        self.eval_sets = self.processor.eval_sets(args.data_dir)
         if LoopSettings.from_args(args).resume_settings()["world_size"] > 1:
             raise ValueError("finetune_teacher.py runs in one process; start it without torchrun")
         self.check_output(inputs=(args.bert_model,))
@@ -84,9 +85,9 @@ class TeacherFineTuning(TrainingScript):
                                                 pad_to_max=False)
 
         train = TaskFeatures(features_of(self.train_examples))
-        dev_sets = {name: features_of(examples) for name, examples in self.dev_sets.items()}
-        logger.info("%d training examples; dev: %s", train.num_examples,
-                    ", ".join(f"{name} {len(f)}" for name, f in dev_sets.items()))
+        eval_sets = {name: features_of(examples) for name, examples in self.eval_sets.items()}
+        logger.info("%d training examples; evaluation: %s", train.num_examples,
+                    ", ".join(f"{name} {len(f)}" for name, f in eval_sets.items()))
 
         model_dir = self.resume_from or args.bert_model
         teacher = BertForSequenceClassification.from_pretrained(model_dir, num_labels=len(label_list),
@@ -100,9 +101,12 @@ class TeacherFineTuning(TrainingScript):
             input_ids, input_mask, segment_ids, labels = batch
             return {"loss": true_label_loss(model(input_ids, segment_ids, input_mask).logits, labels, output_mode)}
 
+        def evaluate_sets(names):
+            return [evaluate(model, eval_sets[name], name, output_mode, args.eval_batch_size, devices,
+                             metrics_task=processor.name) for name in names]
+
         def on_checkpoint(state):
-            results = [evaluate(model, features, name, output_mode, args.eval_batch_size, devices)
-                       for name, features in dev_sets.items()]
+            results = evaluate_sets([name for name in eval_sets if name != TEST_SET])
             score = main_metric(args.task_name, results[0].metrics)
             if math.isnan(score):  # e.g. correlation of constant predictions
                 score = -math.inf
@@ -110,6 +114,8 @@ class TeacherFineTuning(TrainingScript):
                         "; ".join(f"{r.set_name} {r.metrics} eval_loss {r.eval_loss:.6g}" for r in results))
             if state.best_metric is None or score > state.best_metric:
                 state.best_metric, state.best_step = score, state.global_step
+                results += evaluate_sets([name for name in eval_sets if name == TEST_SET])  # for dev's choice only
+                log_test_results(results)
                 publish_student(args.output_dir, unwrap(model), self.vocab_file)
                 write_eval_files(args.output_dir, results, label_list, output_mode, {"step": state.global_step})
                 logger.info("new best dev %s %.4f at step %d: teacher saved to %s", args.task_name, score,

@@ -3,7 +3,8 @@
 The default preset trains the student for few time steps (README, Few time steps); --paper runs the
 paper's method as published.
 
-    ./quickstart.sh [--smoke | --paper | --full] [--run_dir DIR] [--overwrite]     (or: python quickstart.py ...)
+    ./quickstart.sh [--preset NAME | --smoke | --paper | --reference | --full] [--seeds S ...] [--run_dir DIR]
+                    [--overwrite]     (or: python quickstart.py ...)
 
 Every stage is one of the project's scripts run as a subprocess; its command line is printed and
 logged first, so any stage can be rerun by hand (pipeline/stages.py; presets in pipeline/presets.py):
@@ -43,13 +44,20 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     size = parser.add_mutually_exclusive_group()
+    size.add_argument("--preset", choices=list(PRESETS), help="a preset of pipeline/presets.py (default: default)")
     size.add_argument("--smoke", action="store_const", dest="preset", const="smoke",
                       help="tiny slices, a few minutes on a CPU: checks that everything runs")
     size.add_argument("--paper", action="store_const", dest="preset", const="paper",
                       help="the paper's method (general KD, IKD at 8 steps, prediction KD at 32) at the default budget")
+    size.add_argument("--reference", action="store_const", dest="preset", const="reference",
+                      help="the full-data reference run: every training sentence, a converged teacher (about 4 hours "
+                           "on a 2-core CPU)")
     size.add_argument("--full", action="store_const", dest="preset", const="full",
                       help="all the movie data and corpus, the paper's t_conv 125 (for a GPU)")
     parser.set_defaults(preset=DEFAULT_PRESET)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="distillation seeds (default: the preset's); in the same run folder, the stages of "
+                             "seeds already run are reused, so --seeds 42 7 1 2 adds two seeds to a default run")
     parser.add_argument("--run_dir", default=None, help="output folder (default runs/quickstart-<preset>)")
     parser.add_argument("--cache_dir", default=None, help=f"packaged assets (default {default_cache_dir()})")
     parser.add_argument("--overwrite", action="store_true",
@@ -65,8 +73,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     preset = with_augmentation(PRESETS[args.preset], args.aug)
+    if args.seeds:
+        if len(set(args.seeds)) != len(args.seeds):
+            raise SystemExit(f"error: --seeds {' '.join(map(str, args.seeds))} repeats a seed")
+        preset["seeds"] = args.seeds
     name = args.preset + ("" if args.aug is None else f"-aug-{args.aug}")
     run_dir = os.path.abspath(args.run_dir or os.path.join(REPO, "runs", f"quickstart-{name}"))
+    if args.jobs is not None and args.jobs < 1:
+        raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
     jobs = args.jobs or min(len(preset["seeds"]), os.cpu_count() or 1)
     check_run_dir(run_dir)
     console = logging.StreamHandler(sys.stdout)

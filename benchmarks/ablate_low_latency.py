@@ -57,7 +57,7 @@ SEEDS = [42, 7]
 EVAL_T_CONV = [4, 8, 16, 32]
 TRAIN_T_CONV = 8
 BUDGET = {
-    "data": {"train_sentences": 2000, "dev_sentences": 500, "corpus_sentences": 3000},
+    "data": {"train_sentences": 2000, "dev_sentences": 500, "test_sentences": None, "corpus_sentences": 3000},
     "max_seq_length": 64, "eval_t_conv": EVAL_T_CONV, "eval_batch_size": 64, "seeds": SEEDS,
     "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
     "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},

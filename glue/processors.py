@@ -12,6 +12,8 @@ from transformer.file_utils import read_utf8_lines
 
 logger = logging.getLogger(__name__)
 
+TEST_SET = "test"  # the name (and results prefix) of a task folder's labelled test set
+
 
 @dataclass
 class InputExample:
@@ -39,7 +41,8 @@ class DataProcessor:
 
     Subclasses set ``labels`` (None for regression), ``has_header``, ``text_a_column``,
     ``text_b_column`` (None for single-sentence tasks), ``label_column`` (may count from the end),
-    ``min_columns`` (when a negative column makes it ambiguous) and ``dev_file``.
+    ``min_columns`` (when a negative column makes it ambiguous) and ``dev_file``. A ``test.tsv`` is scored
+    beside the dev set(s) only when it has labels: the dev file's header (GLUE's test files have none).
     """
     name = None
     labels = None
@@ -49,6 +52,7 @@ class DataProcessor:
     label_column = None
     min_columns = None
     dev_file = "dev.tsv"
+    test_file = "test.tsv"
     skip_short_rows = False
 
     @property
@@ -68,6 +72,34 @@ class DataProcessor:
         """Every dev set the task is evaluated on, by task name (MNLI has two)."""
         return {self.name: self.get_dev_examples(data_dir)}
 
+    def labelled_test_examples(self, data_dir):
+        """The examples of the task folder's test file, or None when it has none or one without labels."""
+        path = os.path.join(data_dir, self.test_file)
+        if not os.path.isfile(path):
+            return None
+        if self.has_header:
+            labelled = self.header(path) == self.header(os.path.join(data_dir, self.dev_file))
+        else:
+            labelled = len(next(read_tsv(path), (None, []))[1]) >= self.needed_columns
+        if not labelled:
+            logger.info("%s has no labels: not evaluated", path)
+            return None
+        return self.read_examples(path, TEST_SET)
+
+    def eval_sets(self, data_dir):
+        """Every labelled set the task is scored on: the dev set(s), then ``test`` when it has labels.
+        Training and checkpoint selection use the dev sets only."""
+        sets = self.dev_sets(data_dir)
+        test = self.labelled_test_examples(data_dir)
+        if test is not None:
+            sets[TEST_SET] = test
+        return sets
+
+    @property
+    def needed_columns(self):
+        return self.min_columns or max(c for c in (self.text_a_column, self.text_b_column, self.label_column)
+                                       if c is not None) + 1
+
     @property
     def text_columns(self):
         """The columns that hold text: (text_a,) or (text_a, text_b)."""
@@ -84,8 +116,7 @@ class DataProcessor:
 
         A row with too few columns is an error, or, for QQP, skipped and counted in one warning.
         """
-        needed = self.min_columns or max(c for c in (self.text_a_column, self.text_b_column, self.label_column)
-                                         if c is not None) + 1
+        needed = self.needed_columns
         lines = read_tsv(path)
         if self.has_header:
             next(lines, None)

@@ -1,7 +1,8 @@
 """The quick start's results: collected from the stages' eval_results.txt, as a table and a plot.
 
-With several seeds every student row gives the mean over seeds and the range (min-max);
-results.json keeps each seed's figures.
+Accuracy is reported on dev (where checkpoints and recipes are chosen) and on the held-out test set
+(the headline); steps, spike rates and energy are measured on the test sentences. With several seeds
+every student row gives the mean over seeds and the range (min-max); results.json keeps each seed's figures.
 """
 import math
 import os
@@ -9,11 +10,12 @@ import statistics
 
 from safetensors import safe_open
 
+from glue import TEST_SET
 from pipeline.presets import TASK, final_stage, final_t_conv
 from pipeline.stages import REPO, adaptive_stage_name, seeded
 from transformer.checkpoint import weights_file
 
-STUDENT_FIGURES = ("dev_acc", "mean_steps", "mean_spike_rate", "energy_uj", "energy_ratio_to_teacher")
+STUDENT_FIGURES = ("dev_acc", "test_acc", "mean_steps", "mean_spike_rate", "energy_uj", "energy_ratio_to_teacher")
 
 
 def read_results(folder):
@@ -34,21 +36,27 @@ def count_parameters(model_dir):
         return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())  # noqa: SIM118 (no __iter__)
 
 
-def majority_baseline(dev_tsv):
-    with open(dev_tsv, encoding="utf-8") as f:
-        labels = [line.rstrip("\n").split("\t")[-1] for line in f.readlines()[1:] if line.strip()]
-    majority = max(set(labels), key=labels.count)
-    return majority, labels.count(majority) / len(labels), len(labels)
+def read_labels(tsv):
+    with open(tsv, encoding="utf-8") as f:
+        return [line.rstrip("\n").split("\t")[-1] for line in f.readlines()[1:] if line.strip()]
+
+
+def majority_baseline(movie_dir):
+    """The most frequent dev label and its accuracy on dev and test."""
+    dev, test = read_labels(os.path.join(movie_dir, "dev.tsv")), read_labels(os.path.join(movie_dir, "test.tsv"))
+    majority = max(set(dev), key=dev.count)
+    return {"label": majority, "dev_acc": dev.count(majority) / len(dev), "test_acc": test.count(majority) / len(test)}
 
 
 def evaluation_summary(results, preset):
-    """One evaluation's figures: accuracy, steps, spike rate and energy per sentence (eval_results.txt values)."""
+    """One evaluation's figures (eval_results.txt values): dev and test accuracy; steps, spike rate and energy
+    per sentence on the test sentences."""
     t_conv = int(results["t_conv"])
-    return {"t_conv": t_conv, "dev_acc": results[f"{TASK}.acc"],
-            "mean_steps": results[f"{TASK}.distribution.steps.mean"],
-            "mean_spike_rate": results[f"{TASK}.rate.mean_over_populations"],
-            "energy_uj": results[f"{TASK}.energy.energy_uj"],
-            "energy_ratio_to_teacher": results[f"{TASK}.energy.energy_ratio_to_teacher"],
+    return {"t_conv": t_conv, "dev_acc": results[f"{TASK}.acc"], "test_acc": results[f"{TEST_SET}.acc"],
+            "mean_steps": results[f"{TEST_SET}.distribution.steps.mean"],
+            "mean_spike_rate": results[f"{TEST_SET}.rate.mean_over_populations"],
+            "energy_uj": results[f"{TEST_SET}.energy.energy_uj"],
+            "energy_ratio_to_teacher": results[f"{TEST_SET}.energy.energy_ratio_to_teacher"],
             "trained_at": t_conv == final_t_conv(preset)}
 
 
@@ -65,7 +73,6 @@ def over_seeds(per_seed):
 
 def collect_results(preset_name, preset, stages, timings):
     folders = {stage.name: stage.folder for stage in stages}
-    majority_label, majority_acc, dev_size = majority_baseline(os.path.join(REPO, folders["data"], "movie", "dev.tsv"))
     seeds = preset["seeds"]
 
     def evaluations_of(stage):
@@ -76,13 +83,16 @@ def collect_results(preset_name, preset, stages, timings):
     adaptive_results = read_results(folders[seeded(adaptive_stage, seeds[0], preset)])
     adaptive = {**over_seeds(evaluations_of(adaptive_stage)), "rule": adaptive_results["adaptive.rule"]}
     student_folder = folders[seeded(final_stage(preset)[0], seeds[0], preset)]
+    teacher_results = read_results(folders["teacher"])
     return {
-        "preset": preset_name, "settings": preset, "task": TASK, "dev_examples": dev_size, "seeds": seeds,
-        "majority_baseline": {"label": majority_label, "dev_acc": majority_acc},
-        "teacher": {"dev_acc": read_results(folders["teacher"])[f"{TASK}.acc"],
+        "preset": preset_name, "settings": preset, "task": TASK, "seeds": seeds,
+        "dev_examples": int(adaptive_results[f"{TASK}.num_examples"]),
+        "test_examples": int(adaptive_results[f"{TEST_SET}.num_examples"]),
+        "majority_baseline": majority_baseline(os.path.join(REPO, folders["data"], "movie")),
+        "teacher": {"dev_acc": teacher_results[f"{TASK}.acc"], "test_acc": teacher_results[f"{TEST_SET}.acc"],
                     "parameters": count_parameters(folders["teacher"]), "folder": folders["teacher"],
-                    "energy_uj": adaptive_results[f"{TASK}.energy.teacher_energy_uj"]},
-        "same_size_ann": {"energy_uj": adaptive_results[f"{TASK}.energy.ann_energy_uj"]},
+                    "energy_uj": adaptive_results[f"{TEST_SET}.energy.teacher_energy_uj"]},
+        "same_size_ann": {"energy_uj": adaptive_results[f"{TEST_SET}.energy.ann_energy_uj"]},
         "student": {"parameters": count_parameters(student_folder), "folder": student_folder,
                     "final_t_conv": final_t_conv(preset), "evaluations": evaluations, "adaptive": adaptive},
         "stages": timings,
@@ -103,24 +113,25 @@ def results_markdown(results):
     seeds = results["seeds"]
     over = (f" Student rows: mean over seeds {', '.join(map(str, seeds))} (range in brackets)."
             if len(seeds) > 1 else "")
+    majority = results["majority_baseline"]
     lines = [f"# Quick start results ({results['preset']} preset)", "",
-             (f"Movie-review sentiment (Rotten Tomatoes sentences, SST-2 layout), {results['dev_examples']} dev "
-              "sentences. Energy per sentence: 0.9 pJ per accumulate, 4.6 pJ per multiply-accumulate (45 nm), "
-              f"arithmetic only (README, Energy).{over}"), "",
-             "| model | dev accuracy | mean steps | mean spike rate | energy per sentence (uJ) | energy / teacher's "
-             "| parameters |", "|---|---|---|---|---|---|---|",
-             (f"| majority class ({results['majority_baseline']['label']}) | "
-              f"{results['majority_baseline']['dev_acc']:.4f} | | | | | |"),
-             (f"| teacher: all-MiniLM-L6-v2 fine-tuned | {teacher['dev_acc']:.4f} | | | {teacher['energy_uj']:.4g} "
-              f"| 1 | {teacher['parameters']:,} |"),
-             f"| same-size ordinary BERT (energy only) | | | | {results['same_size_ann']['energy_uj']:.4g} | "
+             (f"Movie-review sentiment (Rotten Tomatoes sentences, SST-2 layout): {results['dev_examples']} dev "
+              f"sentences (checkpoints chosen here), {results['test_examples']} held-out test sentences (steps, "
+              "spike rate and energy measured here). Energy per sentence: 0.9 pJ per accumulate, 4.6 pJ per "
+              f"multiply-accumulate (45 nm), arithmetic only (README, Energy).{over}"), "",
+             "| model | dev accuracy | test accuracy | mean steps | mean spike rate | energy per sentence (uJ) "
+             "| energy / teacher's | parameters |", "|---|---|---|---|---|---|---|---|",
+             f"| majority class ({majority['label']}) | {majority['dev_acc']:.4f} | {majority['test_acc']:.4f} | | | | | |",
+             (f"| teacher: all-MiniLM-L6-v2 fine-tuned | {teacher['dev_acc']:.4f} | {teacher['test_acc']:.4f} | | | "
+              f"{teacher['energy_uj']:.4g} | 1 | {teacher['parameters']:,} |"),
+             f"| same-size ordinary BERT (energy only) | | | | | {results['same_size_ann']['energy_uj']:.4g} | "
              f"{results['same_size_ann']['energy_uj'] / teacher['energy_uj']:.3g} | |"]
     rows = [(f"t_conv {e['t_conv']}{' (training value)' if e['trained_at'] else ''}", e)
             for e in student["evaluations"]]
     rows.append((f"adaptive, at most t_conv {adaptive['t_conv']}", adaptive))
     for name, evaluation in rows:
         lines.append(f"| spiking student, {name} | {figure(evaluation, 'dev_acc', '4f')} | "
-                     f"{figure(evaluation, 'mean_steps', '4g')} | {figure(evaluation, 'mean_spike_rate', '4f')} | "
+                     f"{figure(evaluation, 'test_acc', '4f')} | {figure(evaluation, 'mean_steps', '4g')} | {figure(evaluation, 'mean_spike_rate', '4f')} | "
                      f"{figure(evaluation, 'energy_uj', '4g')} | {figure(evaluation, 'energy_ratio_to_teacher', '3g')}"
                      f" | {student['parameters']:,} |")
     lines += ["", f"Adaptive rule: {adaptive['rule']}.", "", "| stage | wall time (s) | |", "|---|---|---|"]
@@ -135,8 +146,8 @@ def results_markdown(results):
 
 
 def write_tradeoff_plot(results, path):
-    """tradeoff.png: dev accuracy (top) and energy per sentence (bottom) against the time steps, the
-    teacher as horizontal lines, the adaptive evaluation as one point at its mean steps; with several
+    """tradeoff.png: test accuracy (dev accuracy fainter, top) and energy per sentence (bottom) against the time
+    steps, the teacher as horizontal lines, the adaptive evaluation as one point at its mean steps; with several
     seeds the means with their ranges as error bars."""
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
@@ -149,28 +160,33 @@ def write_tradeoff_plot(results, path):
     def error_bars(points, key):
         return [[p[key] - p[f"{key}_range"][0] for p in points], [p[f"{key}_range"][1] - p[key] for p in points]]
 
-    figure_, (accuracy_axis, energy_axis) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 7.2))
-    for axis, key, teacher_value in ((accuracy_axis, "dev_acc", teacher["dev_acc"]),
-                                     (energy_axis, "energy_uj", teacher["energy_uj"])):
+    def plot_student(axis, key, label, alpha=1.0):
         axis.errorbar(steps, [e[key] for e in evaluations], yerr=error_bars(evaluations, key), fmt="o-",
-                      color="tab:blue", capsize=3, label="spiking student, fixed t_conv")
+                      color="tab:blue", capsize=3, alpha=alpha, label=f"spiking student, fixed t_conv{label}")
         axis.errorbar([adaptive["mean_steps"]], [adaptive[key]], yerr=error_bars([adaptive], key), fmt="D",
-                      color="tab:red", markersize=8, capsize=3,
-                      label=f"spiking student, adaptive (at most {adaptive['t_conv']}), at its mean steps")
-        axis.axhline(teacher_value, color="tab:green", linestyle="--", label="teacher")
-        axis.grid(alpha=0.3)
-    accuracy_axis.axhline(results["majority_baseline"]["dev_acc"], color="grey", linestyle=":",
-                          label="majority class")
+                      color="tab:red", markersize=8, capsize=3, alpha=alpha,
+                      label=f"spiking student, adaptive (at most {adaptive['t_conv']}), at its mean steps{label}")
+
+    figure_, (accuracy_axis, energy_axis) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 7.2))
+    plot_student(accuracy_axis, "dev_acc", " (dev)", alpha=0.3)
+    plot_student(accuracy_axis, "test_acc", " (test)")
+    accuracy_axis.axhline(teacher["dev_acc"], color="tab:green", linestyle="--", alpha=0.3, label="teacher (dev)")
+    accuracy_axis.axhline(teacher["test_acc"], color="tab:green", linestyle="--", label="teacher (test)")
+    accuracy_axis.axhline(results["majority_baseline"]["test_acc"], color="grey", linestyle=":",
+                          label="majority class (test)")
+    plot_student(energy_axis, "energy_uj", "")
+    energy_axis.axhline(teacher["energy_uj"], color="tab:green", linestyle="--", label="teacher")
     energy_axis.axhline(results["same_size_ann"]["energy_uj"], color="tab:orange", linestyle="-.",
                         label="ordinary BERT of the student's size")
-    accuracy_axis.set_ylabel("dev accuracy")
-    energy_axis.set_ylabel("energy per sentence (uJ, arithmetic at 45 nm)")
+    for axis in (accuracy_axis, energy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    accuracy_axis.set_ylabel("accuracy")
+    energy_axis.set_ylabel("energy per test sentence (uJ, arithmetic at 45 nm)")
     energy_axis.set_xscale("log", base=2)
     energy_axis.set_xticks(steps, [str(s) for s in steps])
     accuracy_axis.tick_params(labelbottom=True)
     energy_axis.set_xlabel("time steps (t_conv; adaptive: mean steps used)")
-    for axis in (accuracy_axis, energy_axis):
-        axis.legend(fontsize=7)
     accuracy_axis.set_title(f"Spiking student on {results['task']} ({results['preset']} preset): "
                             "accuracy and energy against time steps", fontsize=9)
     figure_.tight_layout()

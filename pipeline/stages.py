@@ -19,8 +19,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from corpus.assets import has_current_split
 from distill.energy_report import ENERGY_NAME
-from distill.evaluation import RESULTS_NAME, predictions_name
+from distill.evaluation import PREDICTIONS_SUFFIX, RESULTS_NAME
 from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_stage, final_t_conv
 from transformer.checkpoint import atomic_directory
 
@@ -171,7 +172,7 @@ def copy_evaluation(folder, student):
     """``student``'s evaluation files (results, energy, predictions), which its prediction KD wrote."""
     student = os.path.join(REPO, student)
     names = [name for name in sorted(os.listdir(student))
-             if name in (RESULTS_NAME, ENERGY_NAME) or name.endswith(predictions_name(""))]
+             if name in (RESULTS_NAME, ENERGY_NAME) or name.endswith(PREDICTIONS_SUFFIX)]
     if RESULTS_NAME not in names:
         raise SystemExit(f"error: {show_path(student)} holds no {RESULTS_NAME} from its dev evaluation")
     with atomic_directory(folder) as tmp:
@@ -280,7 +281,8 @@ def run_script(stage, run_dir, threads=None):
 
 def prepare_assets(assets, run_dir):
     """prepare_assets.py unless every asset is already in the cache; returns the stage's timing."""
-    if all(os.path.exists(assets[key]) for key in ("teacher", "movie_sst2", "wiki_corpus")):
+    if (all(os.path.exists(assets[key]) for key in ("teacher", "wiki_corpus"))
+            and all(has_current_split(assets[key]) for key in ("movie_sst2", "movie_stsb"))):
         logger.info("[assets] reusing the packaged assets in %s", assets["cache_dir"])
         return {"seconds": 0.0, "reused": True}
     start = time.monotonic()
@@ -356,31 +358,31 @@ def teacher_and_distill_rows(path, train_sentences, distill_sentences, rng):
     return tuple([header] + [rows[i] for i in indices] for indices in (teacher, student))
 
 
-def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, dev_sentences, corpus_sentences,
-                      distill_sentences=None):
-    """``folder``/movie/{train,dev}.tsv and ``folder``/corpus.txt (none when ``corpus_sentences`` is 0): the
-    preset's slices of the packaged data. With ``distill_sentences``, the distillation stages' own
-    training sentences go to ``folder``/distill/movie/train.tsv (with the same dev.tsv): the teacher is
-    fine-tuned on its own ``train_sentences`` and, in distillation, labels the student's."""
+def write_data_slices(folder, movie_sst2, wiki_corpus, seed, train_sentences, dev_sentences, test_sentences,
+                      corpus_sentences, distill_sentences=None):
+    """``folder``/movie/{train,dev,test}.tsv and ``folder``/corpus.txt (none when ``corpus_sentences`` is 0):
+    the preset's slices of the packaged data (the test sentences are held out of the packaged train.tsv, so no
+    slice of it can hold them). With ``distill_sentences``, the distillation stages' own training sentences go
+    to ``folder``/distill/movie/train.tsv (with the same dev.tsv and test.tsv): the teacher is fine-tuned on its
+    own ``train_sentences`` and, in distillation, labels the student's."""
     rng = random.Random(seed)
-    train_path, dev_path = (os.path.join(movie_sst2, f"{split}.tsv") for split in ("train", "dev"))
+    train_path, dev_path, test_path = (os.path.join(movie_sst2, f"{split}.tsv") for split in ("train", "dev", "test"))
     if distill_sentences is None:
         task_folders, train_slices = ["movie"], [sample_rows(train_path, train_sentences, rng)]
     else:
         task_folders = ["movie", f"{DISTILL_DATA}/movie"]
         train_slices = teacher_and_distill_rows(train_path, train_sentences, distill_sentences, rng)
     dev_rows = sample_rows(dev_path, dev_sentences, rng)  # drawn after the training rows, as always
+    test_rows = sample_rows(test_path, test_sentences, rng)
     with atomic_directory(folder) as tmp:
         for task_folder, train_rows in zip(task_folders, train_slices):
             os.makedirs(os.path.join(tmp, task_folder))
-            for split, rows in (("train", train_rows), ("dev", dev_rows)):
+            for split, rows in (("train", train_rows), ("dev", dev_rows), ("test", test_rows)):
                 with open(os.path.join(tmp, task_folder, f"{split}.tsv"), "w", encoding="utf-8") as f:
                     f.writelines(rows)
         if corpus_sentences != 0:
             with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
                 f.write("\n\n".join("\n".join(doc) for doc in corpus_slice(wiki_corpus, corpus_sentences, rng)) + "\n")
-
-
 
 
 def execute(stages, settings, to_run, run_dir, threads=None):

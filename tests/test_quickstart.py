@@ -35,11 +35,12 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
         results = json.load(f)
     assert results["preset"] == "smoke" and results["dev_examples"] == preset["data"]["dev_sentences"]
+    assert results["test_examples"] == preset["data"]["test_sentences"]
     evaluations = results["student"]["evaluations"]
     assert [e["t_conv"] for e in evaluations] == preset["eval_t_conv"]
     assert sum(e["trained_at"] for e in evaluations) == 1
-    accuracies = [results["teacher"]["dev_acc"], results["majority_baseline"]["dev_acc"]]
-    accuracies += [e["dev_acc"] for e in evaluations]
+    accuracies = [results[model][f"{split}_acc"] for model in ("teacher", "majority_baseline") for split in ("dev", "test")]
+    accuracies += [e[f"{split}_acc"] for e in evaluations for split in ("dev", "test")]
     assert all(0 <= acc <= 1 for acc in accuracies)
     # Rates are multiples of 1/T per neuron; their mean over populations lies in [0, 1].
     assert all(0 <= e["mean_spike_rate"] <= 1 for e in evaluations)
@@ -59,10 +60,14 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     # Stage times summed, and the run's wall clock, which covers them (one job: no stages side by side).
     assert sum(timing["seconds"] for timing in results["stages"].values()) <= results["wall_seconds"] + 1
 
-    with open(os.path.join(run_dir, "data", "movie", "dev.tsv"), encoding="utf-8") as f:
-        labels = [line.rstrip("\n").split("\t")[1] for line in f.readlines()[1:]]
-    majority = max(labels.count("0"), labels.count("1")) / len(labels)
-    assert results["majority_baseline"]["dev_acc"] == pytest.approx(majority)
+    labels = {split: [line.rstrip("\n").split("\t")[1] for line in read_lines(os.path.join(run_dir, "data", "movie",
+                                                                                          f"{split}.tsv"))[1:]]
+              for split in ("dev", "test")}
+    majority = results["majority_baseline"]["label"]
+    assert labels["dev"].count(majority) >= len(labels["dev"]) / 2
+    for split in ("dev", "test"):
+        assert results["majority_baseline"][f"{split}_acc"] == pytest.approx(labels[split].count(majority)
+                                                                             / len(labels[split]))
 
     for name in ["data", "teacher", "corpus", "general_kd", "task_ikd", "pred_kd"] + [
             f"eval_t{t}" for t in preset["eval_t_conv"]] + [adaptive_stage_name(preset)]:
@@ -73,7 +78,7 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert os.path.isfile(os.path.join(run_dir, "logs", "teacher.txt"))
     with open(os.path.join(run_dir, "results.md"), encoding="utf-8") as f:
         table = f.read()
-    assert "majority class" in table and "t_conv 4 (training value)" in table
+    assert "majority class" in table and "t_conv 4 (training value)" in table and "| test accuracy |" in table
     assert "energy per sentence (uJ)" in table and "adaptive, at most t_conv 4" in table
     assert f"| the whole run, wall clock | {results['wall_seconds']:.0f} |" in table
     assert table.strip() in stdout
@@ -96,7 +101,7 @@ def test_evaluation_at_the_training_t_conv_copies_what_do_eval_writes(smoke_run,
         "--t_conv", str(t_conv), "--eval_batch_size", str(preset["eval_batch_size"]), "--max_seq_length",
         str(preset["max_seq_length"]), "--do_lower_case"], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    names = ["eval_results.txt", "energy.json", "movie_dev_predictions.tsv"]
+    names = ["eval_results.txt", "energy.json", "movie_dev_predictions.tsv", "test_predictions.tsv"]
     assert sorted(os.listdir(copied)) == sorted(names + [MARKER_NAME])
     for name in names:
         with open(os.path.join(copied, name), "rb") as a, open(tmp_path / "eval" / name, "rb") as b:
@@ -187,9 +192,9 @@ def test_augmentation_stage_feeds_task_ikd_only():
     assert "corpus" not in {stage.name for stage in build_stages(no_general, "/tmp/run", assets)}
 
 
-def write_movie_files(folder, train_rows, dev_rows):
+def write_movie_files(folder, train_rows, dev_rows, test_rows=5):
     os.makedirs(folder)
-    for split, count in (("train", train_rows), ("dev", dev_rows)):
+    for split, count in (("train", train_rows), ("dev", dev_rows), ("test", test_rows)):
         with open(os.path.join(folder, f"{split}.tsv"), "w", encoding="utf-8") as f:
             f.write("sentence\tlabel\n" + "".join(f"{split} sentence {i}\t{i % 2}\n" for i in range(count)))
 
@@ -204,7 +209,7 @@ def test_distill_sentences_add_to_the_teachers_and_leave_them_unchanged(tmp_path
     movie = str(tmp_path / "movie_sst2")
     write_movie_files(movie, train_rows=100, dev_rows=7)
     slices = {"movie_sst2": movie, "wiki_corpus": None, "seed": 3, "train_sentences": 40, "dev_sentences": None,
-              "corpus_sentences": 0}
+              "test_sentences": None, "corpus_sentences": 0}
     write_data_slices(str(tmp_path / "plain"), **slices)
     write_data_slices(str(tmp_path / "split"), **slices, distill_sentences=distill_sentences)
     teacher = read_lines(tmp_path / "plain" / "movie" / "train.tsv")
@@ -220,7 +225,8 @@ def test_distill_sentences_add_to_the_teachers_and_leave_them_unchanged(tmp_path
     assert smaller <= larger
     source_order = read_lines(os.path.join(movie, "train.tsv"))
     assert student == sorted(student, key=source_order.index)  # file order kept
-    assert read_lines(student_folder / "dev.tsv") == read_lines(os.path.join(movie, "dev.tsv"))
+    for split in ("dev", "test"):
+        assert read_lines(student_folder / f"{split}.tsv") == read_lines(os.path.join(movie, f"{split}.tsv"))
 
 
 def test_distillation_stages_train_on_the_distill_sentences():
