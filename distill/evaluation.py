@@ -72,13 +72,22 @@ def eval_batches(features, batch_size, sort_by_length=True):
     return [order[start:start + batch_size] for start in range(0, len(features), batch_size)]
 
 
+@dataclass
+class ModelOutputs:
+    """What a model gave for each example, in file order (the spiking fields are None for a teacher)."""
+    logits: torch.Tensor  # [N, num_labels]
+    labels: torch.Tensor  # [N] the features' labels
+    lengths: torch.Tensor  # [N] real tokens
+    population_rates: torch.Tensor = None  # [N, P] mean rate over real tokens and neurons
+    population_spikes: torch.Tensor = None  # [N, P] spike counts over real tokens, neurons and steps
+    steps: torch.Tensor = None  # [N] steps simulated
+
+
 @torch.no_grad()
-def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_by_length=True,
-             stopping_rule=None, metrics_task=None):
-    """Run ``model`` (eval mode) over ``features``; return an EvalResult in file order.
+def run_model(model, features, batch_size, devices, sort_by_length=True, stopping_rule=None):
+    """Run ``model`` (eval mode) over ``features`` in length-sorted batches; ModelOutputs in file order.
 
     ``stopping_rule``: a spiking classification student's adaptive time steps (distill/adaptive.py).
-    ``metrics_task``: the task whose metrics apply; by default ``set_name``, as a dev set is named by its task.
     """
     model.eval()
     spiking = isinstance(unwrap(model), SpikingBertPreTrainedModel)
@@ -105,20 +114,36 @@ def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_b
     file_order = torch.from_numpy(np.argsort(np.concatenate(batches)))
 
     def gathered(parts):
-        return torch.cat(parts)[file_order]
+        return torch.cat(parts)[file_order] if parts else None
 
-    logits, labels = gathered(logits_all), gathered(labels_all)
-    predictions = logits[:, 0].numpy() if output_mode == "regression" else logits.argmax(dim=1).numpy()
+    return ModelOutputs(gathered(logits_all), gathered(labels_all), gathered(lengths_all), gathered(rates_all),
+                        gathered(spikes_all), gathered(steps_all))
+
+
+def predictions_of(logits, output_mode):
+    """The predicted score (regression) or class id of each row of ``logits``."""
+    return logits[:, 0].numpy() if output_mode == "regression" else logits.argmax(dim=1).numpy()
+
+
+def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_by_length=True,
+             stopping_rule=None, metrics_task=None):
+    """Run ``model`` (eval mode) over ``features`` (run_model); return an EvalResult in file order.
+
+    ``metrics_task``: the task whose metrics apply; by default ``set_name``, as a dev set is named by its task.
+    """
+    outputs = run_model(model, features, batch_size, devices, sort_by_length, stopping_rule)
+    logits, labels = outputs.logits, outputs.labels
+    predictions = predictions_of(logits, output_mode)
     result = EvalResult(set_name, compute_metrics(metrics_task or set_name, predictions, labels.numpy()),
                         example_loss_sum(logits, labels, output_mode) / len(features), predictions,
                         labels.numpy(), len(features))
-    if spiking:
-        mean_rates = (gathered(rates_all).sum(dim=0) / len(features)).tolist()
+    if outputs.population_rates is not None:
+        mean_rates = (outputs.population_rates.sum(dim=0) / len(features)).tolist()
         result.rates = dict(zip(unwrap(model).population_names(), mean_rates))
         result.rates["mean_over_populations"] = float(np.mean(mean_rates))
-        result.lengths = gathered(lengths_all).numpy()
-        result.population_spikes = gathered(spikes_all).numpy()
-        result.steps = gathered(steps_all).numpy()
+        result.lengths = outputs.lengths.numpy()
+        result.population_spikes = outputs.population_spikes.numpy()
+        result.steps = outputs.steps.numpy()
     return result
 
 
