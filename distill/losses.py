@@ -274,11 +274,12 @@ def mean_spike_rate(rates, attention_mask):
 
 
 def with_rate_penalty(losses, student, attention_mask, weight):
-    """``losses`` plus ``weight`` x the student's mean spike rate ("rate", logged); unchanged for weight 0.
+    """``losses`` with the student's mean spike rate logged ("rate") and, for a non-zero ``weight``, ``weight`` x
+    that rate added to the loss; for weight 0 the loss is unchanged.
 
     Energy grows with spikes x steps, so the penalty trades a little distillation loss for fewer spikes.
     """
-    if not weight:
-        return losses
     rate = mean_spike_rate(student.rates, attention_mask)
+    if not weight:
+        return {**losses, "rate": rate.detach()}
     return {**losses, "loss": losses["loss"] + weight * rate, "rate": rate}

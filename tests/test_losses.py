@@ -244,4 +244,5 @@ def test_rate_penalty_is_the_mean_population_rate_over_real_tokens():
     assert losses["loss"].item() == pytest.approx(1.0 + 0.5 * expected.item(), rel=1e-6)
     losses["loss"].backward()
     assert embedding.grad[0, 2].abs().sum() == 0 and embedding.grad[0, 0].abs().sum() > 0  # padding excluded
-    assert with_rate_penalty({"loss": torch.tensor(1.0)}, student, mask, 0.0) == {"loss": torch.tensor(1.0)}
+    unpenalised = with_rate_penalty({"loss": torch.tensor(1.0)}, student, mask, 0.0)
+    assert unpenalised["loss"] == 1.0 and unpenalised["rate"].item() == pytest.approx(expected.item(), rel=1e-6)
