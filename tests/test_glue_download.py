@@ -3,6 +3,7 @@ import http.server
 import io
 import os
 import stat
+import sys
 import threading
 import zipfile
 
@@ -157,3 +158,23 @@ def test_unsafe_archive_is_refused(tmp_path, server, member):
 def test_unknown_task_is_one_line_error(tmp_path, server):
     with pytest.raises(SystemExit, match="unknown task 'SNLI'; known tasks: " + ", ".join(TASKS)):
         run(tmp_path, server, "CoLA,SNLI")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--source", "hf", "--url_base", "http://x"], "error: --url_base only applies to --source archive"),
+    (["--source", "hf", "--path_to_mrpc", "m", "--url_base", "u"],
+     "error: --path_to_mrpc, --url_base only applies to --source archive"),
+    (["--hf_path", "glue"], "error: --hf_path only applies to --source hf"),
+])
+def test_source_flags_of_the_other_source_are_refused(tmp_path, args, message):
+    with pytest.raises(SystemExit, match=f"^{message}$"):
+        download_glue_data.main(["--data_dir", str(tmp_path), *args])
+    assert os.listdir(tmp_path) == []
+
+
+def test_hf_source_without_datasets_names_the_requirements_file(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes ``import datasets`` raise ImportError
+    with pytest.raises(SystemExit, match=r"^error: --source hf needs the datasets package: "
+                                         r"pip install -r requirements-hf\.txt$"):
+        download_glue_data.main(["--data_dir", str(tmp_path / "glue"), "--source", "hf"])
+    assert not (tmp_path / "glue").exists()
