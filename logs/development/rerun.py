@@ -189,6 +189,8 @@ def main(argv=None):
           f"{row['rerun_commit']}")
     if row["kind"] != "quickstart":
         print(f"# BASE={base}: {row['base']}")
+    if row.get("patch"):
+        print(f"# first apply the preset change of that run: git apply {row['patch']}")
     if args.dry_run:
         for description, step, env in steps:
             line = shell_line(step, env, args.python)
