@@ -106,3 +106,40 @@ def test_the_prose_defaults_of_the_distillation_flags_are_the_scripts():
             found = True
             assert str(action.default) == default, (flag, action.default, default)
         assert found, f"docs/scripts.md names {flag}, which neither distillation script has"
+
+
+ROW = re.compile(r"^\| `(--[A-Za-z_]+)[^|]*\| [^|]* \| ([^|]*) \|$")
+
+
+def stated_defaults(relative):
+    """(flag, stated default) of the rows of a doc's flag tables (| flag | meaning | default |) whose default
+    is a plain value (a number, on or off); a row naming several flags states the first one's."""
+    rows = []
+    for line in read(relative).splitlines():
+        match = ROW.match(line.strip())
+        if match and re.fullmatch(r"on|off|-?[0-9.,]+(e-?[0-9]+)?", match.group(2).strip().split(" ")[0]):
+            rows.append((match.group(1), match.group(2).strip().split(" ")[0]))
+    return rows
+
+
+def parser_for(relative):
+    import data_augmentation
+
+    return flags_doc.parser_of(data_augmentation) if relative == "docs/augmentation.md" else task.build_parser()
+
+
+@pytest.mark.parametrize("relative", ["docs/augmentation.md", "docs/scripts.md"])
+def test_the_flag_tables_written_by_hand_state_the_scripts_defaults(relative):
+    rows = stated_defaults(relative)
+    assert len(rows) >= 5, relative
+    parser = parser_for(relative)
+    for flag, stated in rows:
+        action = parser._option_string_actions.get(flag)
+        assert action is not None, f"{relative} names {flag}, which the script does not have"
+        if stated == "off":
+            assert action.default in (False, None), (flag, action.default)
+        elif stated == "on":
+            assert action.default is True, (flag, action.default)
+        else:
+            assert action.default == pytest.approx(float(stated.replace(",", ""))), (flag, action.default, stated)
+
