@@ -9,7 +9,8 @@ glue/download.py (same headers, same column positions), so glue/processors.py re
 * every column the hub lacks (CoLA's source and original mark, MRPC's and QQP's sentence ids, STS-B's
   genre/filename/year/old_index/source columns, MNLI's promptID/pairID/genre, parses and annotator
   labels) holds ``PLACEHOLDER``;
-* index/id columns hold the hub's ``idx``;
+* index/id columns hold the hub's ``idx``, the row's position in its split (GLUE's own index in the test
+  files; not QQP's Quora pair ids in train and dev, which the hub lacks);
 * labels are written as GLUE's files spell them (CoLA/SST-2/MRPC/QQP/WNLI ``0``/``1``, MNLI/QNLI/RTE
   names, STS-B the score); test files and the diagnostic set carry no label, as GLUE ships them
   (the hub gives them label -1; MRPC's hub test labels are dropped for the same layout);
