@@ -24,16 +24,18 @@ import logging
 import os
 import random
 import shutil
+import sys
 
 import torch
 from tqdm import tqdm
 
 from augmentation.augmenter import Augmenter, EmbeddingCandidates, MaskedLMCandidates
 from augmentation.word_vectors import read_glove
-from corpus.pregeneration import batches, write_atomically
+from corpus.pregeneration import batches, write_lines
+from distill.preflight import check_vocab_size, read_model_config
 from glue.processors import get_processor
-from transformer.checkpoint import weight_names
-from transformer.file_utils import write_atomically as write_file_atomically
+from transformer.checkpoint import remove_interrupted_writes, weight_names
+from transformer.file_utils import check_writable, error_line, write_atomically
 from transformer.modeling import BertForMaskedLM, BertModel
 from transformer.tokenization import BertTokenizer
 
@@ -91,16 +93,20 @@ def check_args(args):
 
 
 def load_candidates(args, tokenizer):
+    """The candidate source of --candidates; the checkpoint must fit its config and the tokenizer's vocab."""
     model_dir = args.pretrained_bert_model
+    config = read_model_config(model_dir, "--pretrained_bert_model")
     if args.candidates == "embedding":
-        embeddings = BertModel.from_pretrained(model_dir).embeddings.word_embeddings.weight.detach().numpy()
-        return EmbeddingCandidates(tokenizer, embeddings, args.M)
+        check_vocab_size(tokenizer.vocab_file, {"--pretrained_bert_model": config})
+        model = BertModel.from_pretrained(model_dir, strict=True, fresh_allowed=("pooler.",))  # the pooler is unused
+        return EmbeddingCandidates(tokenizer, model.embeddings.word_embeddings.weight.detach().numpy(), args.M)
     if not any(name.startswith("cls.predictions.") for name in weight_names(model_dir)):
         raise ValueError(f"{model_dir}: the checkpoint has no masked-LM head (cls.predictions.*); "
                          "pass --candidates embedding to take candidates from its word embeddings instead")
+    check_vocab_size(tokenizer.vocab_file, {"--pretrained_bert_model": config}, exact=True)
     glove = read_glove(args.glove_embs, args.glove_words)
     logger.info("%s: %d words of %d dimensions", args.glove_embs, len(glove), glove.vectors.shape[1])
-    model = BertForMaskedLM.from_pretrained(model_dir)
+    model = BertForMaskedLM.from_pretrained(model_dir, strict=True)
     device = "cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu"
     return MaskedLMCandidates(model, tokenizer, glove, args.M, args.batch_size, device)
 
@@ -144,22 +150,27 @@ def augment_task(args):
     rows = list(processor.rows(train_path))
     for line_number, row in rows:  # a bad label is reported here, not by the training run reading the output
         processor.parse_label(row[processor.label_column], train_path, line_number)
+    # The output is checked before the work: a folder it cannot be written into fails now, not hours later.
+    output_dir = args.output_dir or task_dir
+    output_path = os.path.join(output_dir, OUTPUT_NAME)
+    check_writable(output_dir, "--output_dir" if args.output_dir else "the task folder")
+    if os.path.exists(output_path) and not args.overwrite:
+        raise ValueError(f"{output_path} exists; pass --overwrite to replace it")
+    copies = evaluation_files(task_dir, output_dir, args.overwrite)
+    if os.path.isdir(output_dir):  # what a killed run left beside its outputs
+        for target in [output_path] + [target for _, target in copies]:
+            remove_interrupted_writes(output_dir, target=os.path.basename(target))
     tokenizer = BertTokenizer.from_pretrained(args.pretrained_bert_model, do_lower_case=args.do_lower_case)
     tries = args.N if args.N is not None else TASK_TRIES.get(processor.name, DEFAULT_TRIES)
     augmenter = Augmenter(tokenizer, load_candidates(args, tokenizer), tries, args.p)
     logger.info("%s: %d examples; candidates %s, M %d, N %d, p %g, seed %d", train_path, len(rows),
                 args.candidates, args.M, tries, args.p, args.seed)
-    output_dir = args.output_dir or task_dir
-    output_path = os.path.join(output_dir, OUTPUT_NAME)
-    if os.path.exists(output_path) and not args.overwrite:
-        raise ValueError(f"{output_path} exists; pass --overwrite to replace it")
-    copies = evaluation_files(task_dir, output_dir, args.overwrite)
     os.makedirs(output_dir, exist_ok=True)
     lines = itertools.chain([header] if header is not None else [], augmented_rows(processor, rows, augmenter, args.seed))
-    written = write_atomically(output_path, ("\t".join(line) for line in lines))
+    written = write_lines(output_path, ("\t".join(line) for line in lines))
     for source, target in copies:
         with open(source, "rb") as original:
-            write_file_atomically(target, lambda copy: shutil.copyfileobj(original, copy), "wb")
+            write_atomically(target, lambda copy: shutil.copyfileobj(original, copy), "wb")
     return len(rows), written - (header is not None), output_path
 
 
@@ -168,8 +179,12 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         examples, rows, path = augment_task(args)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:
+        print(f"interrupted: {OUTPUT_NAME} was not written (nothing is kept); rerun the same command",
+              file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"error: {error_line(e)}") from None
     print(f"{path}: {rows} rows from {examples} examples")
 
 

@@ -19,8 +19,8 @@ from distill.cli import add_run_args, check_positive_args
 from distill.devices import unwrap, wrap_student
 from distill.evaluation import evaluate, log_test_results, write_eval_files
 from distill.losses import true_label_loss
-from distill.preflight import (check_max_seq_length, fetch_model_args, read_model_config, require_weights,
-                               vocab_path)
+from distill.preflight import (check_max_seq_length, check_vocab_size, fetch_model_args, read_model_config,
+                               require_weights, vocab_path)
 from distill.script import TrainingScript, run_script
 from distill.training import LoopSettings, set_seed, steps_in_epoch
 from glue import TEST_SET, TaskFeatures, convert_examples_to_features, get_processor, main_metric
@@ -28,6 +28,9 @@ from transformer.modeling import CLASSIFIER_HEADS, BertForSequenceClassification
 from transformer.tokenization import BertTokenizer
 
 logger = logging.getLogger("finetune_teacher")
+
+# A pre-trained BERT gets a new classifier, and a pooler when it has none; its encoder must fit its config.
+FRESH_HEAD = ("classifier.", "bert.pooler.")
 
 
 def parse_args(argv=None):
@@ -55,6 +58,8 @@ def parse_args(argv=None):
 class TeacherFineTuning(TrainingScript):
     """Everything checked up front (so a bad input writes nothing), then ``run()`` trains."""
 
+    resume_flags = TrainingScript.resume_flags + ("classifier_head",)
+
     def __init__(self, args):
         super().__init__(args)
         fetch_model_args(args, ("bert_model",))
@@ -63,15 +68,21 @@ class TeacherFineTuning(TrainingScript):
         self.processor = get_processor(args.task_name)
         self.config = read_model_config(args.bert_model, "--bert_model")
         require_weights(args.bert_model, "--bert_model")
+        BertForSequenceClassification.check_weights(args.bert_model, fresh_allowed=FRESH_HEAD,
+                                                    num_labels=len(self.processor.get_labels()))
         self.vocab_file = vocab_path(args.bert_model)
         if self.vocab_file is None:
             raise FileNotFoundError(f"--bert_model {args.bert_model}: no vocab.txt")
+        check_vocab_size(self.vocab_file, {"--bert_model": self.config})
         check_max_seq_length(args.max_seq_length, {"--bert_model": self.config})
         self.train_examples = self.processor.get_train_examples(args.data_dir)
         self.eval_sets = self.processor.eval_sets(args.data_dir)
         if LoopSettings.from_args(args).resume_settings()["world_size"] > 1:
             raise ValueError("finetune_teacher.py runs in one process; start it without torchrun")
         self.check_output(inputs=(args.bert_model,))
+
+    def run_record(self, settings=None):
+        return {**super().run_record(settings), "task_name": self.processor.name}
 
     def main(self, devices):
         args, processor = self.args, self.processor
@@ -90,7 +101,8 @@ class TeacherFineTuning(TrainingScript):
                     ", ".join(f"{name} {len(f)}" for name, f in eval_sets.items()))
 
         model_dir = self.resume_from or args.bert_model
-        teacher = BertForSequenceClassification.from_pretrained(model_dir, num_labels=len(label_list),
+        teacher = BertForSequenceClassification.from_pretrained(model_dir, strict=True, fresh_allowed=FRESH_HEAD,
+                                                                num_labels=len(label_list),
                                                                 classifier_head=args.classifier_head,
                                                                 do_lower_case=args.do_lower_case)
         logger.info("model from %s: %d parameters, classifier head %s", model_dir,

@@ -32,10 +32,13 @@ import sys
 import time
 
 from corpus.assets import asset_paths, default_cache_dir
+from distill.cli import MAX_SEED
+from distill.script import INTERRUPTED_EXIT_CODE
 from pipeline.presets import DEFAULT_PRESET, PRESETS, with_augmentation
 from pipeline.report import collect_results, results_markdown, write_tradeoff_plot
 from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_run_dir, execute_seeds_side_by_side, plan,
-                             prepare_assets, show_path, stage_settings, write_json_atomic)
+                             prepare_assets, show_path, stage_settings, stopped_stages, write_json_atomic)
+from transformer.file_utils import write_atomically
 
 logger = logging.getLogger("quickstart")
 
@@ -76,6 +79,8 @@ def main(argv=None):
     if args.seeds:
         if len(set(args.seeds)) != len(args.seeds):
             raise SystemExit(f"error: --seeds {' '.join(map(str, args.seeds))} repeats a seed")
+        if not all(0 <= seed <= MAX_SEED for seed in args.seeds):
+            raise SystemExit(f"error: --seeds must be in [0, {MAX_SEED}], got {' '.join(map(str, args.seeds))}")
         preset["seeds"] = args.seeds
     name = args.preset + ("" if args.aug is None else f"-aug-{args.aug}")
     run_dir = os.path.abspath(args.run_dir or os.path.join(REPO, "runs", f"quickstart-{name}"))
@@ -98,14 +103,20 @@ def main(argv=None):
     logging.getLogger().addHandler(log_file)
     logger.info("preset %s, run folder %s, %d job(s)", name, show_path(run_dir), jobs)
     started = time.monotonic()
-    timings = {"assets": prepare_assets(assets, run_dir)}
-    timings.update(execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs))
+    try:
+        timings = {"assets": prepare_assets(assets, run_dir)}
+        timings.update(execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs))
+    except KeyboardInterrupt:
+        stopped = stopped_stages()
+        where = f" during {', '.join(stopped)}" if stopped else ""
+        print(f"interrupted{where}; the finished stages are kept: rerun the same command to go on (an "
+              "unfinished stage starts again)", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
 
     results = {**collect_results(name, preset, stages, timings), "wall_seconds": round(time.monotonic() - started)}
     write_json_atomic(os.path.join(run_dir, "results.json"), results)
     markdown = results_markdown(results)
-    with open(os.path.join(run_dir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown)
+    write_atomically(os.path.join(run_dir, "results.md"), lambda f: f.write(markdown))
     write_tradeoff_plot(results, os.path.join(run_dir, "tradeoff.png"))
     print(markdown)
     logger.info("results in %s, %s and %s", *(show_path(os.path.join(run_dir, name))

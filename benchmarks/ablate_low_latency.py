@@ -46,10 +46,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from corpus.assets import asset_paths  # noqa: E402
+from distill.cli import check_positive_args  # noqa: E402
+from distill.script import run_main  # noqa: E402
 from pipeline.presets import AUGMENTATION, PAPER_SPIKING  # noqa: E402
 from pipeline.report import read_results  # noqa: E402
 from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
                              seeded, show_path, stage_settings, write_json_atomic)
+from transformer.file_utils import check_writable, write_atomically  # noqa: E402
 
 logger = logging.getLogger("quickstart")
 
@@ -159,8 +162,12 @@ def main():
     parser.add_argument("--jobs", type=int, default=2,
                         help="seeds trained side by side, each stage with cpu_count / jobs torch threads")
     args = parser.parse_args()
+    check_positive_args(args, ["jobs"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ablation: %(message)s", datefmt="%H:%M:%S")
     run_dir = os.path.abspath(args.run_dir)
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"--run_dir {run_dir} exists and is not a folder")
+    check_writable(run_dir, "--run_dir")
     os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
     assets = asset_paths()
     prepare_assets(assets, run_dir)
@@ -173,8 +180,7 @@ def main():
                                              args.jobs)
         rows.append(summarise(name, preset, stages, timings))
         table = markdown(rows)
-        with open(os.path.join(run_dir, "ablation.md"), "w", encoding="utf-8") as f:
-            f.write(table)
+        write_atomically(os.path.join(run_dir, "ablation.md"), lambda f: f.write(table))
         write_json_atomic(os.path.join(run_dir, "ablation.json"), rows)
         logger.info("%s done:\n%s", name, table)
     print(table)
@@ -182,4 +188,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

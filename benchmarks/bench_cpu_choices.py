@@ -62,6 +62,17 @@ def one_process(allocator, dropout_masks, t_conv, seq_len, steps, threads):
     return statistics.median(times[1:])
 
 
+def check_args(args):
+    """One ``error: ...`` line for a bad number (torch is only imported by the worker processes)."""
+    for name in ("t_conv", "seq_len", "rounds", "threads"):
+        values = getattr(args, name)
+        for value in values if isinstance(values, list) else [values]:
+            if value < 1:
+                sys.exit(f"error: --{name} must be >= 1, got {value}")
+    if args.steps < 2:
+        sys.exit(f"error: --steps must be >= 2 (the first step is a warm-up), got {args.steps}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--t_conv", type=int, nargs="+", default=[8, 32])
@@ -71,6 +82,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_args(args)
     if args.worker:
         allocator, dropout_masks, t_conv = args.worker
         print(one_process(allocator, dropout_masks, int(t_conv), args.seq_len, args.steps, args.threads))

@@ -24,10 +24,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from distill.adaptive import StoppingRule  # noqa: E402
-from distill.cli import add_stopping_rule_args  # noqa: E402
+from distill.cli import add_stopping_rule_args, check_positive_args  # noqa: E402
 from distill.devices import Devices  # noqa: E402
 from distill.evaluation import eval_batches, evaluate  # noqa: E402
-from distill.preflight import vocab_path  # noqa: E402
+from distill.preflight import check_vocab_size, read_student_config, require_weights, vocab_path  # noqa: E402
+from distill.script import run_main  # noqa: E402
 from glue import convert_examples_to_features, get_processor  # noqa: E402
 from models.spiking_bert import SpikingBertForSequenceClassification  # noqa: E402
 from transformer.tokenization import BertTokenizer  # noqa: E402
@@ -58,19 +59,31 @@ def parse_args():
 
 def main():
     args = parse_args()
-    torch.set_num_threads(args.threads)
+    check_positive_args(args, ["max_seq_length", "eval_batch_size", "limit", "rounds", "threads"])
+    rule = StoppingRule.from_args(args)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        raise ValueError(f"--device {args.device}: {e}") from None
     processor = get_processor(args.task_name)
     if processor.output_mode != "classification":
-        sys.exit(f"error: adaptive time steps need a classification task; {args.task_name} is regression")
+        raise ValueError(f"adaptive time steps need a classification task; {args.task_name} is regression")
+    # The student is checked (config, flags, weights, vocab) before the dev set is read.
+    flags = {"t_conv": args.t_conv} if args.t_conv is not None else {}
+    config = read_student_config(args.spiking_student_model, flags)
+    require_weights(args.spiking_student_model, "--spiking_student_model")
+    vocab_file = vocab_path(args.spiking_student_model)
+    if vocab_file is None:
+        raise FileNotFoundError(f"--spiking_student_model {args.spiking_student_model}: no vocab.txt")
+    check_vocab_size(vocab_file, {"--spiking_student_model": config})
+    torch.set_num_threads(args.threads)
     set_name, examples = next(iter(processor.dev_sets(args.data_dir).items()))
-    tokenizer = BertTokenizer(vocab_path(args.spiking_student_model), do_lower_case=args.do_lower_case)
+    tokenizer = BertTokenizer(vocab_file, do_lower_case=args.do_lower_case)
     features = convert_examples_to_features(examples[:args.limit], processor.get_labels(), args.max_seq_length,
                                             tokenizer, processor.output_mode, pad_to_max=False)
-    flags = {"t_conv": args.t_conv} if args.t_conv else {}
     model = SpikingBertForSequenceClassification.from_pretrained(args.spiking_student_model, flags=flags)
-    devices = Devices(torch.device(args.device))
+    devices = Devices(device)
     model.to(devices.device).eval()
-    rule = StoppingRule.from_args(args)
     variants = {"file order": dict(sort_by_length=False), "length-sorted": dict(sort_by_length=True),
                 "length-sorted + adaptive": dict(sort_by_length=True, stopping_rule=rule)}
 
@@ -102,4 +115,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

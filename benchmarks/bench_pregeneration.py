@@ -15,6 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from corpus.assets import prepare_assets  # noqa: E402
 from corpus.pregeneration import PregenerationConfig, pregenerate  # noqa: E402
+from distill.cli import check_positive_args  # noqa: E402
+from distill.script import run_main  # noqa: E402
 from transformer.tokenization import BertTokenizer  # noqa: E402
 
 
@@ -24,6 +26,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--cache_dir", default=None, help="asset cache (see prepare_assets.py)")
     args = parser.parse_args()
+    check_positive_args(args, ["workers", "epochs"])
     logging.basicConfig(level=logging.WARNING)
     paths = prepare_assets(args.cache_dir)
     tokenizer = BertTokenizer.from_pretrained(paths["teacher"], do_lower_case=True)
@@ -43,4 +46,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -32,7 +32,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from distill.cli import check_positive_args  # noqa: E402
 from distill.devices import keep_freed_cpu_memory  # noqa: E402
+from distill.script import run_main  # noqa: E402
 from models import SpikingBertConfig, SpikingBertForGeneralKD  # noqa: E402
 from modules.simulation import chunk_steps, step_bytes  # noqa: E402
 from transformer.modeling import BertModel, embed_inputs  # noqa: E402
@@ -229,10 +231,14 @@ def parse_args():
     args.sizes = args.sizes or ([256] if quick else sorted(SIZES))
     args.t_conv = args.t_conv or ([25] if quick else [25, 125])
     args.repeats = args.repeats or (1 if quick else 5)
-    if args.repeats < 1:
-        raise SystemExit("error: --repeats must be >= 1")
-    if args.forwards < 1:
-        raise SystemExit("error: --forwards must be >= 1")
+    check_positive_args(args, ["t_conv", "layers", "batch", "seq_len", "repeats", "forwards", "chunk_steps",
+                               "threads"])
+    if args.chunk_budget_mb is not None and not args.chunk_budget_mb > 0:
+        raise ValueError(f"--chunk_budget_mb must be > 0, got {args.chunk_budget_mb}")
+    try:
+        torch.device(args.device)
+    except RuntimeError as e:
+        raise ValueError(f"--device {args.device}: {e}") from None
     return args
 
 
@@ -282,4 +288,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

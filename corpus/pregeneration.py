@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from transformer.file_utils import read_utf8_lines
+from transformer.file_utils import read_utf8_lines, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +36,14 @@ class PregenerationConfig:
     seed: int = 42
 
     def validate(self):
+        """Errors name the settings as preprocess_training_data.py's flags, which have the same names."""
         if self.max_seq_len < 5:
-            raise ValueError(f"max_seq_len must be at least 5, got {self.max_seq_len}")
+            raise ValueError(f"--max_seq_len must be at least 5, got {self.max_seq_len}")
         for name in ("short_seq_prob", "masked_lm_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise ValueError(f"--{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_predictions_per_seq < 0:
-            raise ValueError(f"max_predictions_per_seq must be >= 0, got {self.max_predictions_per_seq}")
+            raise ValueError(f"--max_predictions_per_seq must be >= 0, got {self.max_predictions_per_seq}")
 
 
 class DocumentStore:
@@ -293,15 +295,47 @@ def random_word_list(vocab):
     return [t for t in vocab if not (t.startswith("[") and t.endswith("]"))]
 
 
-def write_atomically(path, lines):
-    tmp = path + ".tmp"
-    count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+def write_lines(path, lines):
+    """Write each of ``lines`` (an iterable) with its line end, atomically; returns how many."""
+    def write(f):
+        count = 0
         for line in lines:
             f.write(line + "\n")
             count += 1
-    os.replace(tmp, path)
-    return count
+        return count
+    return write_atomically(path, write)
+
+
+# The files a pregeneration writes into its output folder.
+EPOCH_FILE = re.compile(r"^epoch_(\d+)(_metrics)?\.json$")
+
+
+@contextmanager
+def staged_output(output_dir, epochs):
+    """A scratch folder in ``output_dir`` (created when missing) for the block to write a pregeneration into.
+
+    When the block succeeds its files replace their namesakes in ``output_dir`` and the epoch files of an
+    earlier corpus beyond ``epochs`` are deleted, so general KD never reads two corpora; other files stay.
+    When it fails (or is interrupted) the scratch folder is deleted and ``output_dir`` is left as it was (a
+    folder it created is removed again); a killed run's scratch folder is removed by the next run
+    (transformer.checkpoint.remove_scratch).
+    """
+    created = not os.path.isdir(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".pregeneration-", dir=output_dir)
+    try:
+        yield staging
+        for name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+        for name in os.listdir(output_dir):
+            match = EPOCH_FILE.match(name)
+            if match and int(match.group(1)) >= epochs:
+                os.remove(os.path.join(output_dir, name))
+                logger.info("removed %s of an earlier corpus", os.path.join(output_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not os.listdir(output_dir):
+            os.rmdir(output_dir)
 
 
 def pregenerate(corpus_path, tokenizer, output_dir, epochs, config, num_workers=1, reduce_memory=False):
@@ -328,10 +362,10 @@ def pregenerate(corpus_path, tokenizer, output_dir, epochs, config, num_workers=
             with worker_map(num_workers, _init_instance_worker, (store, config, vocab_list)) as map_documents:
                 results = tqdm(map_documents(_document_instances, tasks), total=len(tasks), desc=f"epoch {epoch}",
                                unit=" docs")
-                count = write_atomically(os.path.join(output_dir, f"epoch_{epoch}.json"),
-                                         (line for lines in results for line in lines))
+                count = write_lines(os.path.join(output_dir, f"epoch_{epoch}.json"),
+                                    (line for lines in results for line in lines))
             metrics = {"num_training_examples": count, "max_seq_len": config.max_seq_len}
-            write_atomically(os.path.join(output_dir, f"epoch_{epoch}_metrics.json"), [json.dumps(metrics)])
+            write_lines(os.path.join(output_dir, f"epoch_{epoch}_metrics.json"), [json.dumps(metrics)])
             logger.info("epoch %d: %d instances", epoch, count)
             counts.append(count)
     finally:

@@ -17,8 +17,9 @@ import tempfile
 import numpy as np
 import torch
 
-from transformer.checkpoint import (CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, remove_interrupted_writes, save_model_dir,
-                                   write_model_files)
+from transformer.checkpoint import (CONFIG_NAME, TORCH_LOAD_ERRORS, VOCAB_NAME, WEIGHTS_NAME, remove_interrupted_writes,
+                                   save_model_dir, weight_names, write_model_files)
+from transformer.file_utils import WriteError, write_errors
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,18 @@ def restore_rng(state):
 
 
 def save_checkpoint(output_dir, step, model, vocab_file, training_state, overwrite=False):
-    """Write ``checkpoint-step{step}`` atomically; ``training_state`` must hold plain data and tensors."""
+    """Write ``checkpoint-step{step}`` atomically; ``training_state`` must hold plain data and tensors.
+    A full or unwritable disk is a WriteError naming the file; earlier checkpoints stay as they were."""
     target = checkpoint_dir(output_dir, step)
 
     def write_training_state(tmp_dir):
-        torch.save(training_state, os.path.join(tmp_dir, TRAINING_STATE_NAME))
+        path = os.path.join(tmp_dir, TRAINING_STATE_NAME)
+        with write_errors(os.path.join(target, TRAINING_STATE_NAME)):
+            try:
+                torch.save(training_state, path)
+            except RuntimeError as e:  # torch's writer reports a failed write as "unexpected pos ..."
+                raise WriteError(f"{os.path.join(target, TRAINING_STATE_NAME)}: cannot write it (is the disk "
+                                 f"full? torch: {str(e).splitlines()[0]})") from None
 
     save_model_dir(target, model.state_dict(), model.config.to_dict(), vocab_file=vocab_file,
                    overwrite=overwrite, extra=write_training_state)
@@ -65,10 +73,25 @@ def save_checkpoint(output_dir, step, model, vocab_file, training_state, overwri
 
 
 def load_training_state(checkpoint):
+    """The training state of a checkpoint folder; a missing, truncated or corrupt file is a one-line
+    FileNotFoundError or ValueError naming it."""
     path = os.path.join(checkpoint, TRAINING_STATE_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{checkpoint}: no {TRAINING_STATE_NAME}; not a resumable checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except TORCH_LOAD_ERRORS as e:
+        raise ValueError(f"{path}: corrupt or truncated ({type(e).__name__}); not a resumable checkpoint") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a training state (a {type(state).__name__}); not a resumable checkpoint")
+    return state
+
+
+def load_resumable(checkpoint):
+    """The training state of a checkpoint whose weights are readable too (ValueError naming the bad file)."""
+    state = load_training_state(checkpoint)
+    weight_names(checkpoint)
+    return state
 
 
 def list_checkpoints(output_dir):
@@ -84,22 +107,32 @@ def list_checkpoints(output_dir):
     return [path for _, path in sorted(found)]
 
 
-def resolve_resume(output_dir, continue_train):
-    """Checkpoint folder to resume from, or None to start fresh.
+def resume_point(output_dir, continue_train):
+    """(checkpoint folder to resume from, its training state), or (None, None) to start fresh.
 
-    ``continue_train`` is True (the latest checkpoint in ``output_dir``) or a path given
+    ``continue_train`` is True (the latest complete checkpoint in ``output_dir``) or a path given
     with the flag; a given path must be a resumable checkpoint. Temporaries of saves that a
-    kill interrupted are removed from ``output_dir`` first.
+    kill interrupted are removed from ``output_dir`` first. A damaged newer checkpoint (its
+    training state or weights unreadable) is deleted with a warning and the one before it is used.
     """
     if not continue_train:
-        return None
+        return None, None
     if os.path.isdir(output_dir):
         remove_interrupted_writes(output_dir)
     if continue_train is not True:
-        load_training_state(continue_train)
-        return continue_train
-    checkpoints = list_checkpoints(output_dir)
-    return checkpoints[-1] if checkpoints else None
+        return continue_train, load_resumable(continue_train)
+    for checkpoint in reversed(list_checkpoints(output_dir)):
+        try:
+            return checkpoint, load_resumable(checkpoint)
+        except ValueError as e:
+            logger.warning("%s; deleting %s and resuming from the checkpoint before it", e, checkpoint)
+            shutil.rmtree(checkpoint)
+    return None, None
+
+
+def resolve_resume(output_dir, continue_train):
+    """The checkpoint folder resume_point resumes from, or None."""
+    return resume_point(output_dir, continue_train)[0]
 
 
 def prune_checkpoints(output_dir, keep):

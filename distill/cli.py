@@ -1,5 +1,6 @@
 """Command-line flags shared by the training scripts."""
 import argparse
+import math
 
 from distill.adaptive import StoppingRule
 from distill.devices import CPU_ALLOCATORS
@@ -121,7 +122,9 @@ def add_run_args(parser, keep_checkpoints):
                              "resident memory), glibc = its default")
     parser.add_argument("--continue_train", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="resume from the latest checkpoint in --output_dir, or from CHECKPOINT")
-    parser.add_argument("--overwrite", action="store_true", help="empty an existing non-empty --output_dir first")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing non-empty --output_dir (kept aside until the new run's first "
+                             "checkpoint, and put back if the run fails before it)")
     parser.add_argument("--keep_checkpoints", type=int, default=keep_checkpoints,
                         help="newest checkpoint-step* folders kept (0 keeps all)")
     # Testing aid: stop (with a resumable checkpoint) after this many optimisation steps.
@@ -129,7 +132,24 @@ def add_run_args(parser, keep_checkpoints):
 
 
 def check_positive_args(args, names):
+    """Each named flag (an int, a list of ints for nargs="+", or None: not given) must be >= 1."""
     for name in names:
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be >= 1, got {value}")
+        for number in value if isinstance(value, list) else [value]:
+            if number is not None and number < 1:
+                raise ValueError(f"--{name} must be >= 1, got {number}")
+
+
+# numpy's seeds are 32-bit.
+MAX_SEED = 2 ** 32 - 1
+
+
+def check_run_args(args):
+    """The optimiser's and the seed's flags of every training script, before anything is written."""
+    if not (math.isfinite(args.learning_rate) and args.learning_rate >= 0):
+        raise ValueError(f"--learning_rate must be a finite number >= 0, got {args.learning_rate}")
+    warmup = args.warmup_proportion
+    if not (0 <= warmup < 1 or warmup == -1):
+        raise ValueError(f"--warmup_proportion must be in [0, 1) (or -1: no warm-up), got {warmup}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")

@@ -12,7 +12,6 @@ answer has settled.
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from distill.devices import unwrap
 from distill.energy_report import ENERGY_NAME, flat_items
 from glue import TEST_SET, compute_metrics, pad_batch
 from models.spiking_bert import SpikingBertPreTrainedModel
+from transformer.file_utils import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -180,10 +180,12 @@ def check_eval_outputs(output_dir, set_names, overwrite):
 def write_eval_files(output_dir, results, label_list, output_mode, header):
     """eval_results.txt, one predictions TSV per set (index, prediction, label) and, when the results
     carry energy reports, energy.json (``header`` and each set's report); each atomic."""
-    write_text_atomic(os.path.join(output_dir, RESULTS_NAME), "\n".join(results_lines(results, header)) + "\n")
+    lines = results_lines(results, header)
+    write_atomically(os.path.join(output_dir, RESULTS_NAME), lambda f: f.write("\n".join(lines) + "\n"))
     if any(result.energy for result in results):
         energy = {"header": header, "sets": {result.set_name: result.energy for result in results}}
-        write_text_atomic(os.path.join(output_dir, ENERGY_NAME), json.dumps(energy, indent=2) + "\n")
+        write_atomically(os.path.join(output_dir, ENERGY_NAME),
+                         lambda f: f.write(json.dumps(energy, indent=2) + "\n"))
     for result in results:
         rows = ["index\tprediction\tlabel"]
         for index, (prediction, label) in enumerate(zip(result.predictions, result.labels)):
@@ -191,17 +193,5 @@ def write_eval_files(output_dir, results, label_list, output_mode, header):
                 rows.append(f"{index}\t{float(prediction)!r}\t{float(label)!r}")
             else:
                 rows.append(f"{index}\t{label_list[int(prediction)]}\t{label_list[int(label)]}")
-        write_text_atomic(os.path.join(output_dir, predictions_name(result.set_name)), "\n".join(rows) + "\n")
-
-
-def write_text_atomic(path, text):
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=directory or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        write_atomically(os.path.join(output_dir, predictions_name(result.set_name)),
+                         lambda f, rows=rows: f.write("\n".join(rows) + "\n"))

@@ -9,20 +9,27 @@ from distill.cli import check_positive_args, spiking_overrides
 from distill.devices import unwrap, wrap_frozen, wrap_student
 from distill.energy_report import shape_record
 from distill.losses import check_compatible, internal_layer_loss, with_rate_penalty
-from distill.preflight import (check_max_seq_length, fetch_model_args, fit_size_override, read_model_config,
-                               read_student_config, require_weights, vocab_path)
+from distill.preflight import (check_max_seq_length, check_vocab_size, fetch_model_args, fit_size_override,
+                               read_model_config, read_student_config, require_weights, spiking_differences,
+                               vocab_path)
 from distill.pregenerated import epoch_sources, find_epoch_files, read_epoch_metrics
 from distill.script import TrainingScript
 from distill.training import set_seed
+from models.pretrained import check_student_weights
 from models.spiking_bert import SpikingBertForGeneralKD
 from transformer.modeling import BertModel
 from transformer.tokenization import load_vocab
 
 logger = logging.getLogger(__name__)
 
+# General KD reads the teacher's hidden states and attention scores: its pooler may be missing.
+TEACHER_FRESH = ("pooler.",)
+
 
 class GeneralDistillation(TrainingScript):
     """Everything checked up front (so a bad input writes nothing), then ``run()`` trains."""
+
+    resume_flags = TrainingScript.resume_flags + ("kd_losses", "rate_penalty")
 
     def __init__(self, args):
         super().__init__(args)
@@ -34,10 +41,13 @@ class GeneralDistillation(TrainingScript):
             read_epoch_metrics(metrics_path, args.max_seq_length)
         self.teacher_config = read_model_config(args.teacher_model, "--teacher_model")
         require_weights(args.teacher_model, "--teacher_model")
+        BertModel.check_weights(args.teacher_model, fresh_allowed=TEACHER_FRESH)
         self.vocab_file = vocab_path(args.teacher_model)
         if self.vocab_file is None:
             raise FileNotFoundError(f"--teacher_model {args.teacher_model}: no vocab.txt")
         student_config = read_student_config(args.spiking_student_model, spiking_overrides(args))
+        check_vocab_size(self.vocab_file, {"--teacher_model": self.teacher_config,
+                                           "--spiking_student_model": student_config})
         check_compatible(self.teacher_config, student_config, self.args.kd_losses)
         self.check_student_start(student_config, has_teacher=True)
         check_max_seq_length(args.max_seq_length, {"--teacher_model": self.teacher_config,
@@ -45,14 +55,20 @@ class GeneralDistillation(TrainingScript):
         self.student_overrides = {**fit_size_override(student_config, self.teacher_config),
                                   "teacher_size": shape_record(self.teacher_config),
                                   "do_lower_case": args.do_lower_case}
+        if not args.fresh_student:
+            check_student_weights(SpikingBertForGeneralKD, args.spiking_student_model, spiking_overrides(args),
+                                  **self.student_overrides)
         self.check_output(inputs=(args.teacher_model, args.spiking_student_model, args.pregenerated_data))
+
+    def resume_differences(self, checkpoint):
+        return spiking_differences(checkpoint, spiking_overrides(self.args))
 
     def main(self, devices):
         args = self.args
         logger.info("general distillation: %s", vars(args))
         logger.info(devices.describe())
         set_seed(args.seed)
-        teacher = BertModel.from_pretrained(args.teacher_model)
+        teacher = BertModel.from_pretrained(args.teacher_model, strict=True, fresh_allowed=TEACHER_FRESH)
         teacher.eval()
         student_dir = self.resume_from or args.spiking_student_model
         if "fit_size" in self.student_overrides:

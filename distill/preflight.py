@@ -6,6 +6,7 @@ from models.pretrained import student_config
 from transformer.checkpoint import VOCAB_NAME, weights_file
 from transformer.file_utils import DownloadError, model_dir
 from transformer.modeling import BertConfig
+from transformer.tokenization import load_vocab
 
 
 def fetch_model_args(args, names):
@@ -44,6 +45,21 @@ def check_same_vocab(teacher_dir, student_dir):
         raise ValueError(f"vocab mismatch: {student_vocab} differs from the teacher's {teacher_vocab}")
 
 
+def check_vocab_size(vocab_file, configs, exact=False):
+    """Every id the tokenizer gives (a line number of ``vocab_file``) must have an embedding in each model
+    (``configs``: flag -> BertConfig); with ``exact``, every id a model predicts must have a token too (the
+    masked LM of data augmentation)."""
+    size = max(load_vocab(vocab_file).values(), default=-1) + 1
+    for flag, config in configs.items():
+        if size > config.vocab_size:
+            raise ValueError(f"{vocab_file}: {size} tokens, more than the vocab_size {config.vocab_size} of {flag}'s "
+                             f"config.json (the wrong vocab.txt?)")
+        if exact and size < config.vocab_size:
+            raise ValueError(f"{vocab_file}: {size} tokens, fewer than the vocab_size {config.vocab_size} of {flag}'s "
+                             "config.json: the model's predictions of the last ids have no token (the wrong "
+                             "vocab.txt?)")
+
+
 def read_student_config(model_dir, flags, flag="--spiking_student_model"):
     """The student's SpikingBertConfig with the command line's spiking ``flags`` applied, checked."""
     if not os.path.isdir(model_dir):
@@ -68,3 +84,10 @@ def check_max_seq_length(max_seq_length, configs):
         if max_seq_length > config.max_position_embeddings:
             raise ValueError(f"--max_seq_length {max_seq_length} exceeds {flag}'s max_position_embeddings "
                              f"{config.max_position_embeddings}")
+
+
+def spiking_differences(checkpoint, flags):
+    """(setting, the checkpoint's value, this run's) of every spiking flag given (``flags``) that differs from
+    the checkpoint's config.json: the settings a resumed run must keep."""
+    saved = read_student_config(checkpoint, {}).spiking
+    return [(name, getattr(saved, name), value) for name, value in flags.items() if getattr(saved, name) != value]

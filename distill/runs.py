@@ -6,6 +6,10 @@ import re
 import shutil
 import sys
 
+from distill.checkpointing import list_checkpoints
+from transformer.checkpoint import FolderReplacement, recover_replaced, remove_scratch
+from transformer.file_utils import check_writable
+
 logger = logging.getLogger(__name__)
 
 LOG_NAME = "log.txt"
@@ -15,10 +19,13 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def check_output_dir(output_dir, overwrite=False, continue_train=False, inputs=()):
     """Raise before anything is written when ``output_dir`` may not be used.
 
-    An existing non-empty folder is refused unless --overwrite (it is emptied) or
+    An existing non-empty folder is refused unless --overwrite (it is replaced) or
     --continue_train (training resumes in it). The folder may not be one of the input
-    folders, nor (with --overwrite) contain one, so a run never deletes its own inputs.
+    folders, nor (with --overwrite) contain one, so a run never deletes its own inputs, and it
+    must be writable. A folder that a killed --overwrite run had moved aside is first put back
+    (or deleted, when that run had written a checkpoint): see claimed_output_dir.
     """
+    recover_replaced(output_dir, keep_new=lambda folder: bool(list_checkpoints(folder)))
     target = os.path.realpath(output_dir)
     for path in inputs:
         if path is None:
@@ -32,6 +39,10 @@ def check_output_dir(output_dir, overwrite=False, continue_train=False, inputs=(
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or continue_train):
         raise ValueError(f"--output_dir {output_dir} exists and is not empty; "
                          "pass --overwrite to replace it or --continue_train to resume")
+    check_writable(output_dir, "--output_dir")
+    if overwrite and not continue_train and os.path.isdir(output_dir) and os.listdir(output_dir):
+        # --overwrite moves the old folder aside, beside it
+        check_writable(os.path.dirname(os.path.abspath(output_dir)), "--output_dir")
 
 
 # What a run writes that is worth keeping even when it fails later.
@@ -40,23 +51,30 @@ VALUABLE = re.compile(r"^(checkpoint-step\d+|model\.safetensors|eval_results\.tx
 
 @contextlib.contextmanager
 def claimed_output_dir(output_dir, overwrite=False, continue_train=False, is_main=True):
-    """Create ``output_dir`` (emptied first with --overwrite and without --continue_train) for the block.
+    """Create ``output_dir`` for the block; yields the FolderReplacement of --overwrite, or None.
 
-    A block that fails before anything in VALUABLE is in the folder leaves it as it was found:
-    a folder that did not exist is removed again, one that was empty is emptied again, so
-    the corrected command just works.
+    With --overwrite (and without --continue_train) an existing non-empty folder is moved aside, not
+    deleted: it is deleted once the run has a checkpoint of its own (the run calls the replacement's
+    ``commit()``) or the block succeeds, and put back when the block fails before. Otherwise a block
+    that fails before anything in VALUABLE is in the folder leaves it as it was found: a folder that
+    did not exist is removed again, one that was empty is emptied again, so the corrected command
+    just works. Scratch folders that a killed run left are removed first.
     """
     existed = os.path.isdir(output_dir)
     was_empty = not existed or not os.listdir(output_dir)
+    replacement = None
     if is_main:
+        if existed:
+            remove_scratch(output_dir)
         if overwrite and not continue_train and existed and not was_empty:
-            logger.warning("--overwrite: removing the contents of %s", output_dir)
-            shutil.rmtree(output_dir)
+            replacement = FolderReplacement(output_dir)
         os.makedirs(output_dir, exist_ok=True)
     try:
-        yield
+        yield replacement
     except BaseException:
-        if is_main and (was_empty or overwrite and not continue_train) and os.path.isdir(output_dir) \
+        if replacement is not None:
+            replacement.rollback()
+        elif is_main and was_empty and os.path.isdir(output_dir) \
                 and not any(VALUABLE.match(name) for name in os.listdir(output_dir)):
             if existed:
                 for name in os.listdir(output_dir):
@@ -65,6 +83,8 @@ def claimed_output_dir(output_dir, overwrite=False, continue_train=False, is_mai
             else:
                 shutil.rmtree(output_dir)
         raise
+    if replacement is not None:
+        replacement.commit()
 
 
 @contextlib.contextmanager

@@ -39,11 +39,13 @@ from distill.energy_report import describe_size, set_report, shape_record, size_
 from distill.evaluation import check_eval_outputs, evaluate, log_test_results, write_eval_files
 from distill.losses import (check_compatible, internal_layer_loss, prediction_loss, true_label_loss,
                             with_rate_penalty)
-from distill.preflight import (check_max_seq_length, check_same_vocab, fetch_model_args, fit_size_override,
-                               read_model_config, read_student_config, require_weights, vocab_path)
+from distill.preflight import (check_max_seq_length, check_same_vocab, check_vocab_size, fetch_model_args,
+                               fit_size_override, read_model_config, read_student_config, require_weights,
+                               spiking_differences, vocab_path)
 from distill.script import TrainingScript
 from distill.training import set_seed
 from glue import TEST_SET, TaskFeatures, convert_examples_to_features, get_processor, main_metric
+from models.pretrained import check_student_weights
 from models.spiking_bert import SpikingBertForSequenceClassification
 from modules.energy import BertSize
 from transformer.modeling import BertForSequenceClassification
@@ -91,6 +93,9 @@ def resolve_mode(args, output_mode):
 class TaskDistillation(TrainingScript):
     """Everything checked up front (so bad input writes nothing), then ``run()`` trains or evaluates."""
 
+    resume_flags = TrainingScript.resume_flags + ("kd_losses", "rate_penalty", "temperature", "aug_train",
+                                                  "pred_distill", "train_true_labels", "adaptive_t_conv")
+
     def __init__(self, args):
         super().__init__(args)
         fetch_model_args(args, ("teacher_model", "spiking_student_model"))
@@ -102,7 +107,8 @@ class TaskDistillation(TrainingScript):
         self.task, self.output_mode = processor.name, processor.output_mode
         self.label_list = processor.get_labels()
         self.mode = resolve_mode(args, self.output_mode)
-        self.stopping_rule = StoppingRule.from_args(args) if args.adaptive_t_conv else None
+        rule = StoppingRule.from_args(args)  # checks the rule's flags even while --adaptive_t_conv is off
+        self.stopping_rule = rule if args.adaptive_t_conv else None
         self._check_stopping_rule()
 
         student_config = read_student_config(args.spiking_student_model, spiking_overrides(args))
@@ -124,6 +130,7 @@ class TaskDistillation(TrainingScript):
             raise ValueError("--init_from_teacher and --calibrate_vth start training; --do_eval only evaluates")
 
         tokenizer = self._tokenizer(student_config)
+        check_vocab_size(self.vocab_file, configs)
         if self.mode.trains:
             self.train_features = self._features(processor.get_train_examples(args.data_dir, aug=args.aug_train),
                                                  tokenizer)
@@ -131,6 +138,9 @@ class TaskDistillation(TrainingScript):
         if self.mode.evaluates_dev:
             for name, examples in processor.eval_sets(args.data_dir).items():
                 self.eval_features[name] = self._features(examples, tokenizer)
+        if not (self.mode.trains and args.fresh_student):
+            check_student_weights(SpikingBertForSequenceClassification, args.spiking_student_model,
+                                  spiking_overrides(args), **self.student_overrides)
         if self.mode.trains:
             self.check_output(inputs=(args.teacher_model, args.spiking_student_model, args.data_dir))
         else:
@@ -139,6 +149,21 @@ class TaskDistillation(TrainingScript):
             self.check_output(allow_existing=True)
             check_eval_outputs(args.output_dir, list(self.eval_features), args.overwrite)
 
+    def run_record(self, settings=None):
+        """Also the task, and the stopping rule of the dev evaluations that choose the best checkpoint."""
+        record = {**super().run_record(settings), "task_name": self.task}
+        if self.stopping_rule is not None:
+            record.update({f"adaptive_{key}": value for key, value in self.stopping_rule.settings().items()})
+        return record
+
+    def resume_differences(self, checkpoint):
+        return spiking_differences(checkpoint, spiking_overrides(self.args))
+
+    def interrupted(self):
+        if not self.mode.trains:
+            return "interrupted: the evaluation wrote no results; rerun the same command"
+        return super().interrupted()
+
     def _check_teacher(self, student_config):
         """The teacher's config, after checking it fits the task and the student."""
         args = self.args
@@ -146,6 +171,7 @@ class TaskDistillation(TrainingScript):
             raise ValueError("--teacher_model is needed for task IKD and prediction-layer KD")
         teacher_config = read_model_config(args.teacher_model, "--teacher_model")
         require_weights(args.teacher_model, "--teacher_model")
+        BertForSequenceClassification.check_weights(args.teacher_model)
         teacher_labels = getattr(teacher_config, "num_labels", None)
         if teacher_labels is None:
             raise ValueError(f"--teacher_model {args.teacher_model}: config has no num_labels (not a task teacher)")
@@ -280,7 +306,7 @@ class TaskDistillation(TrainingScript):
         set_seed(args.seed)
         teacher = None
         if self.mode.uses_teacher:
-            teacher = BertForSequenceClassification.from_pretrained(args.teacher_model)
+            teacher = BertForSequenceClassification.from_pretrained(args.teacher_model, strict=True)
             teacher = wrap_frozen(teacher.eval(), devices)
         student = self._load_student(self.resume_from or args.spiking_student_model)
         train_data = TaskFeatures(self.train_features)

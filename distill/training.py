@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from distill.checkpointing import capture_rng, prune_checkpoints, restore_rng, save_checkpoint
+from distill.checkpointing import capture_rng, list_checkpoints, prune_checkpoints, restore_rng, save_checkpoint
 from distill.devices import no_sync
 from transformer.optimization import BertAdam, grouped_parameters
 
@@ -156,9 +156,10 @@ def build_optimizer(model, learning_rate, warmup_proportion, total_steps, schedu
                     schedule=schedule)
 
 
-def initial_state(settings, optimizer, resume_from, saved_state, rank):
-    """(TrainState, RNG state to restore or None): fresh, or taken from a checkpoint's training state."""
-    run = settings.resume_settings()
+def initial_state(settings, optimizer, resume_from, saved_state, rank, run=None):
+    """(TrainState, RNG state to restore or None): fresh, or taken from a checkpoint's training state.
+    ``run``: the settings the checkpoints record (default: the loop's RESUME_KEYS)."""
+    run = run if run is not None else settings.resume_settings()
     if saved_state is None:
         if settings.continue_train:
             logger.warning("--continue_train: no checkpoint in %s; training from the start", settings.output_dir)
@@ -170,12 +171,40 @@ def initial_state(settings, optimizer, resume_from, saved_state, rank):
     return state, saved_state["rng"][rank]
 
 
-def check_resume_settings(saved_run, current_run, checkpoint):
-    for key in RESUME_KEYS:
+def check_resume_settings(saved_run, current_run, checkpoint, differences=()):
+    """Refuse to resume ``checkpoint`` with settings other than those it was written with (``saved_run``):
+    one line naming every differing flag. ``differences``: (flag, saved, current) found by the caller.
+    A setting the checkpoint did not record yet (written by an older version) is not checked."""
+    differences = list(differences)
+    for key, current in current_run.items():
+        if key not in saved_run and key not in RESUME_DEFAULTS:
+            continue
         saved = saved_run.get(key, RESUME_DEFAULTS.get(key))
-        if saved != current_run.get(key):
-            raise ValueError(f"{checkpoint}: was written with {key}={saved}, this run has "
-                             f"{current_run.get(key)}; resume with the same setting")
+        if saved != current:
+            differences.append((key, saved, current))
+    if differences:
+        named = ", ".join(f"{flag_name(key)} {shown(saved)} (this run: {shown(current)})"
+                          for key, saved, current in differences)
+        raise ValueError(f"{checkpoint} was written with other settings: {named}; resume with the checkpoint's "
+                         "settings, or start a new run")
+
+
+def flag_name(key):
+    return "world size" if key == "world_size" else f"--{key}"
+
+
+def shown(value):
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "not given"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+class NonFiniteLoss(ValueError):
+    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
 
 
 class TrainingLoop:
@@ -189,7 +218,7 @@ class TrainingLoop:
     """
 
     def __init__(self, *, model, bare_model, optimizer, devices, epochs, loss_fn, on_checkpoint, settings,
-                 vocab_file, state, resumed_rng=None):
+                 vocab_file, state, resumed_rng=None, after_save=None):
         self.model = model
         self.bare_model = bare_model
         self.optimizer = optimizer
@@ -211,6 +240,7 @@ class TrainingLoop:
         # A run resumed from an older checkpoint may replace the newer ones it recomputes.
         self.overwrite_checkpoints = bool(settings.continue_train)
         self.resumed_rng = resumed_rng
+        self.after_save = after_save
         self.last_saved_step = state.global_step if resumed_rng is not None else None
         self.logged_sums = {}
         self.logged_steps = 0
@@ -274,16 +304,29 @@ class TrainingLoop:
                 (losses["loss"] * weight).backward()
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * rows_here / rows_in_step
-        self.last_lr = self.optimizer.get_lr()[0]
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
         names = sorted(sums)
         totals = devices.sum_across_ranks(torch.tensor([sums[n] for n in names], dtype=torch.float64))
         step_losses = dict(zip(names, totals.tolist()))
+        self._check_finite(step_losses)
+        self.last_lr = self.optimizer.get_lr()[0]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         for name, value in step_losses.items():
             self.logged_sums[name] = self.logged_sums.get(name, 0.0) + value
         self.logged_steps += 1
         return step_losses
+
+    def _check_finite(self, step_losses):
+        """Stop before a NaN or infinite loss reaches the weights (every rank sees the same summed losses)."""
+        if math.isfinite(step_losses["loss"]):
+            return
+        terms = ", ".join(f"{name} {value:.6g}" for name, value in step_losses.items())
+        checkpoints = list_checkpoints(self.output_dir)
+        kept = (f"the last checkpoint, {checkpoints[-1]}, is kept" if checkpoints else
+                "no checkpoint had been written")
+        raise NonFiniteLoss(f"step {self.state.global_step + 1}: the loss is not finite ({terms}); training stopped "
+                            f"before this step changed the weights and {kept} (a smaller --learning_rate may help; "
+                            "it needs a new run)")
 
     def _log_losses(self):
         if not self.logged_steps:
@@ -317,6 +360,8 @@ class TrainingLoop:
                                    training_state, overwrite=overwrite)
             logger.info("checkpoint %s", path)
             prune_checkpoints(self.output_dir, self.keep_checkpoints)
+            if self.after_save is not None:
+                self.after_save()
         self.devices.barrier()
         self.last_saved_step = state.global_step
 

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from transformer.modeling import BertConfig
+from transformer.modeling import BertConfig, shape_problem
 
 SURROGATES = ("clamp", "grid")
 DROPOUT_MASKS = ("pcg64_16bit", "torch")
@@ -115,11 +115,9 @@ class SpikingBertConfig(BertConfig):
         values.pop("spiking", None)
         values.pop("force_implicit", None)  # a test-only key of earlier versions
         super().__init__(**values)
-        if self.num_hidden_layers < 1:
-            raise ValueError(f"num_hidden_layers must be >= 1, got {self.num_hidden_layers!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-                             f"{self.num_attention_heads}")
+        problem = shape_problem(self)
+        if problem:
+            raise ValueError(problem)
         self.model_type = "spiking_bert"
         self.spiking = SpikingConfig(**spiking)
 

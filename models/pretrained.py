@@ -2,9 +2,11 @@
 import logging
 import os
 
+import torch
+
 from models.config import SpikingBertConfig
-from transformer.checkpoint import CONFIG_NAME, load_weights, weights_file
-from transformer.modeling import BertConfig, load_pretrained_state
+from transformer.checkpoint import CONFIG_NAME, load_weights, weight_shapes, weights_file
+from transformer.modeling import BertConfig, check_fit, load_pretrained_state, match_state
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +28,13 @@ def load_student(cls, model_dir, flags=None, fresh_weights=False, **overrides):
     (see student_config), then its weights.
 
     Without a weights file, or with ``fresh_weights`` (the user asked for a fresh start),
-    the model keeps its random initialisation. Otherwise every tensor of the model must be
-    in the file with its shape, except those ``model.fresh_weights_allowed`` names (a new
-    task's classifier, fit_dense for a teacher of another width, thresholds the config
-    newly gives each population): anything else raises a one-line ValueError naming the
-    file and the first offending tensors. The loading report is ``model.loading_info``.
+    the model keeps its random initialisation. Otherwise the weights must fit the config
+    (transformer.modeling.check_fit): every tensor of the model in the file with its shape,
+    except those ``model.fresh_weights_allowed`` names (a new task's classifier, fit_dense
+    for a teacher of another width, thresholds the config newly gives each population), and
+    no tensor of the backbone that the model has no place for (the layers of a deeper
+    student); else a one-line ValueError naming the file and the first offending tensors.
+    The loading report is ``model.loading_info``.
     """
     model = cls.build(student_config(model_dir, flags, **overrides))
     path = weights_file(model_dir)
@@ -38,23 +42,23 @@ def load_student(cls, model_dir, flags=None, fresh_weights=False, **overrides):
         logger.info("%s: %s; student initialised randomly", model_dir,
                     "no weights file" if path is None else "fresh weights asked for")
         return model
-    model.loading_info = load_pretrained_state(model, load_weights(model_dir), source=model_dir)
-    check_loaded(model, path)
+    state_dict = load_weights(model_dir)
+    check_fit(model, match_state(model, {key: value.shape for key, value in state_dict.items()}), path,
+              model.fresh_weights_allowed, STUDENT_HINT)
+    model.loading_info = load_pretrained_state(model, state_dict, source=model_dir)
     model.after_loading(model_dir, model.loading_info)
     return model
 
 
-def check_loaded(model, path):
-    """Raise when tensors the model needs were missing from ``path`` or had another shape."""
-    info = model.loading_info
-    absent = [key for key in info["missing_keys"] if not model.fresh_weights_allowed(key)]
-    reshaped = [key for key in info["mismatched_keys"] if not model.fresh_weights_allowed(key)]
-    if not absent and not reshaped:
+def check_student_weights(cls, model_dir, flags=None, **overrides):
+    """load_student's check of the weights from the config and the weights file's header alone (the model is
+    built on the meta device, without memory): before anything is loaded or written."""
+    path = weights_file(model_dir)
+    if path is None:
         return
-    own = model.state_dict()
-    problems = [f"{key} missing" for key in absent[:3]] + [
-        f"{key} {tuple(info['file_shapes'][key])} in the file, {tuple(own[key].shape)} in the model"
-        for key in reshaped[:3]]
-    raise ValueError(f"{path}: {len(absent) + len(reshaped)} tensors do not fit the config "
-                     f"({'; '.join(problems)}); fix config.json, or pass --fresh_student to start from "
-                     "random weights")
+    with torch.device("meta"):
+        model = cls.build(student_config(model_dir, flags, **overrides))
+    check_fit(model, match_state(model, weight_shapes(model_dir)), path, model.fresh_weights_allowed, STUDENT_HINT)
+
+
+STUDENT_HINT = "fix config.json, or pass --fresh_student to start from random weights"

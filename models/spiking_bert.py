@@ -265,6 +265,11 @@ class SpikingBertPreTrainedModel(BertPreTrainedModel):
         (a teacher of another width) and thresholds of a student whose scope the config changed."""
         return key.startswith("fit_dense.") or key.endswith("log_threshold")
 
+    def refuses_unused(self, key):
+        """Every backbone tensor of a student's file has a place in a student built from the same config:
+        one that has none (another layer, a feedback connection) means the config does not fit."""
+        return key.startswith("bert.") and not self.fresh_weights_allowed(key)
+
     def after_loading(self, model_dir, loading_info):
         """Hook for heads that must know what the checkpoint had."""
 

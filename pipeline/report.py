@@ -14,6 +14,7 @@ from glue import TEST_SET
 from pipeline.presets import TASK, final_stage, final_t_conv
 from pipeline.stages import REPO, adaptive_stage_name, seeded
 from transformer.checkpoint import weights_file
+from transformer.file_utils import write_atomically
 
 STUDENT_FIGURES = ("dev_acc", "test_acc", "mean_steps", "mean_spike_rate", "energy_uj", "energy_ratio_to_teacher")
 
@@ -190,7 +191,5 @@ def write_tradeoff_plot(results, path):
     accuracy_axis.set_title(f"Spiking student on {results['task']} ({results['preset']} preset): "
                             "accuracy and energy against time steps", fontsize=9)
     figure_.tight_layout()
-    tmp = f"{path}.tmp"
-    figure_.savefig(tmp, format="png", dpi=120)
+    write_atomically(path, lambda f: figure_.savefig(f, format="png", dpi=120), "wb")
     plt.close(figure_)
-    os.replace(tmp, path)

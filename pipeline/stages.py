@@ -7,6 +7,7 @@ command and a digest of each input stage's settings) is reused; a folder made wi
 settings is refused unless the caller allows redoing it.
 """
 import concurrent.futures
+import ctypes
 import hashlib
 import json
 import logging
@@ -14,8 +15,10 @@ import os
 import random
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +26,9 @@ from corpus.assets import has_current_split
 from distill.energy_report import ENERGY_NAME
 from distill.evaluation import PREDICTIONS_SUFFIX, RESULTS_NAME
 from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_stage, final_t_conv
-from transformer.checkpoint import atomic_directory
+from transformer.checkpoint import (CONFIG_NAME, FolderReplacement, atomic_directory, load_weights, read_json,
+                                    recover_replaced, weights_file)
+from transformer.file_utils import WriteError, check_writable, write_atomically
 
 MARKER_NAME = "stage_done.json"
 RUN_RECORD_NAME = "quickstart_run.json"
@@ -212,33 +217,64 @@ def first_difference(old, new, path=""):
 
 
 def read_marker(folder):
+    """The stage_done.json of a stage folder, or None when it has none or one that cannot be read (logged)."""
     path = os.path.join(folder, MARKER_NAME)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        marker = read_json(path)
+    except ValueError as e:
+        logger.warning("%s; the stage is done again", e)
+        return None
+    if not (isinstance(marker, dict) and isinstance(marker.get("settings"), dict)):
+        logger.warning("%s: no settings in it; the stage is done again", path)
+        return None
+    return marker
+
+
+def unusable_output(folder):
+    """Why a finished stage's folder cannot be reused (None when it can): its config.json must be valid JSON
+    and its weights complete, as the next stage will load them."""
+    try:
+        if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
+            read_json(os.path.join(folder, CONFIG_NAME))
+        if weights_file(folder) is not None:
+            load_weights(folder)
+    except (ValueError, OSError) as e:
+        return str(e)
+    return None
 
 
 def write_json_atomic(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(json.dumps(data, indent=2) + "\n"))
 
 
 def check_run_dir(run_dir):
-    """The run folder must be new, empty or an earlier quickstart run (never someone else's folder)."""
+    """The run folder must be new, empty or an earlier quickstart run (never someone else's folder), and
+    writable."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise SystemExit(f"error: --run_dir {run_dir} exists and is not a folder")
     if os.path.isdir(run_dir) and os.listdir(run_dir) and not os.path.isfile(os.path.join(run_dir, RUN_RECORD_NAME)):
         raise SystemExit(f"error: --run_dir {run_dir} is not empty and holds no {RUN_RECORD_NAME}; "
                          "choose another --run_dir")
+    try:
+        check_writable(run_dir, "--run_dir")
+    except WriteError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def plan(stages, settings, overwrite):
-    """Names of the stages to run; refuses (before anything runs) to mix settings without --overwrite."""
+    """Names of the stages to run; refuses (before anything runs) to mix settings without --overwrite.
+
+    A finished stage is reused only when what it wrote can be read (unusable_output); otherwise it is done
+    again, with a warning. A stage folder that a killed quick start had moved aside to redo it is put back
+    first, unless the stage was done again.
+    """
     to_run = []
     for stage in stages:
-        marker = read_marker(os.path.join(REPO, stage.folder))
+        folder = os.path.join(REPO, stage.folder)
+        recover_replaced(folder, keep_new=lambda path: read_marker(path) is not None)
+        marker = read_marker(folder)
         if marker is None:
             to_run.append(stage.name)
         elif marker["settings"] != settings[stage.name]:
@@ -247,23 +283,82 @@ def plan(stages, settings, overwrite):
                                  f"({first_difference(marker['settings'], settings[stage.name])}); "
                                  "choose another --run_dir or pass --overwrite")
             to_run.append(stage.name)
+        elif (problem := unusable_output(folder)) is not None:
+            logger.warning("[%s] cannot reuse %s (%s); the stage is done again", stage.name, stage.folder, problem)
+            to_run.append(stage.name)
     return to_run
 
 
-def run_logged(argv, log_path, threads=None):
+# Stage processes run in process groups of their own, so that a Ctrl-C in the terminal reaches the quick start
+# alone, which forwards it once to each running stage (interrupt_stages) and waits for them to report and clean
+# up. A kill -9 of the quick start runs none of its code: each stage asks the kernel to kill it when the thread
+# that started it ends (PR_SET_PDEATHSIG, Linux; the thread waits for its stage, so it ends with the process).
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+PR_SET_PDEATHSIG = 1
+_running = {}  # Popen -> stage name
+_running_lock = threading.Lock()
+_interrupted = threading.Event()
+_stopped = []  # names of the stages Ctrl-C stopped
+
+
+def _die_with_parent(parent):
+    """preexec_fn of a stage; two system calls and nothing else, as it runs between fork and exec."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the quick start died before the request took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stopped_stages():
+    """The stages that Ctrl-C stopped."""
+    return sorted(_stopped)
+
+
+def interrupt_stages():
+    """Ctrl-C: send SIGINT to every running stage (each stops with its own one-line report) and start no
+    more. Returns the names of the stages interrupted."""
+    _interrupted.set()
+    with _running_lock:
+        for process in _running:
+            process.send_signal(signal.SIGINT)
+        return sorted(_running.values())
+
+
+def run_logged(argv, log_path, threads=None, name=None):
     """Run ``argv`` from the repository root; its output goes to ``log_path`` and, unless ``threads``
-    (torch threads of a stage run beside others) is given, to the console."""
+    (torch threads of a stage run beside others) is given, to the console. Ctrl-C interrupts it
+    (interrupt_stages) and, once it has stopped, raises KeyboardInterrupt."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    parent = os.getpid()
     with open(log_path, "ab") as log, subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                                       stderr=subprocess.STDOUT) as process:
-        while chunk := os.read(process.stdout.fileno(), 65536):
-            if not threads:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-            log.write(chunk)
-        return process.wait()
+                                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                                       preexec_fn=lambda: _die_with_parent(parent)) as process:
+        with _running_lock:
+            _running[process] = name or argv[1]
+        try:
+            interrupted = False
+            while True:
+                try:
+                    if not (chunk := os.read(process.stdout.fileno(), 65536)):
+                        returncode = process.wait()
+                        break
+                    if not threads:
+                        sys.stdout.buffer.write(chunk)
+                        sys.stdout.flush()
+                    log.write(chunk)
+                except KeyboardInterrupt:  # in the main thread (one job): stop the stage, keep its last words
+                    interrupt_stages()
+                    interrupted = True
+        finally:
+            with _running_lock:
+                del _running[process]
+        if interrupted or _interrupted.is_set():
+            raise KeyboardInterrupt
+        return returncode
 
 
 def run_script(stage, run_dir, threads=None):
@@ -273,7 +368,7 @@ def run_script(stage, run_dir, threads=None):
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(argv)}\n")
     logger.info("[%s] %s", stage.name, shlex.join(argv))
-    returncode = run_logged(argv, log_path, threads)
+    returncode = run_logged(argv, log_path, threads, name=stage.name)
     if returncode != 0:
         raise SystemExit(f"error: stage {stage.name} failed (exit code {returncode}); its output is in "
                          f"{show_path(log_path)}")
@@ -292,19 +387,31 @@ def prepare_assets(assets, run_dir):
 
 
 def run_stage(stage, settings, run_dir, threads=None):
+    """Do a stage into its folder. A folder already there (unfinished, or made with other settings) is moved
+    aside and deleted once the stage is done; a stage that fails or is interrupted gets it back."""
     folder = os.path.join(REPO, stage.folder)
+    replaced = None
     if os.path.exists(folder):
-        logger.info("[%s] removing %s (unfinished, or made with other settings)", stage.name, stage.folder)
-        shutil.rmtree(folder)
-    start = time.monotonic()
-    if stage.job is not None:
-        logger.info("[%s] writing %s", stage.name, stage.folder)
-        stage.job(folder, **stage.job_settings)
-    else:
-        run_script(stage, run_dir, threads)
-    seconds = time.monotonic() - start
-    write_json_atomic(os.path.join(folder, MARKER_NAME), {"settings": settings, "seconds": round(seconds, 1),
-                                                          "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        logger.info("[%s] replacing %s (unfinished, or made with other settings)", stage.name, stage.folder)
+        replaced = FolderReplacement(folder)
+    try:
+        start = time.monotonic()
+        if stage.job is not None:
+            logger.info("[%s] writing %s", stage.name, stage.folder)
+            stage.job(folder, **stage.job_settings)
+        else:
+            run_script(stage, run_dir, threads)
+        seconds = time.monotonic() - start
+        write_json_atomic(os.path.join(folder, MARKER_NAME), {"settings": settings, "seconds": round(seconds, 1),
+                                                              "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    except BaseException as e:
+        if replaced is not None:
+            replaced.rollback()
+        if isinstance(e, KeyboardInterrupt) or _interrupted.is_set():
+            _stopped.append(stage.name)
+        raise
+    if replaced is not None:
+        replaced.commit()
     logger.info("[%s] done in %.0f s", stage.name, seconds)
     return seconds
 
@@ -397,8 +504,8 @@ def execute(stages, settings, to_run, run_dir, threads=None):
             timings[stage.name] = {"seconds": round(seconds, 1), "reused": False}
         else:
             marker = read_marker(os.path.join(REPO, stage.folder))
-            logger.info("[%s] reusing %s (finished %s)", stage.name, stage.folder, marker["finished"])
-            timings[stage.name] = {"seconds": marker["seconds"], "reused": True}
+            logger.info("[%s] reusing %s (finished %s)", stage.name, stage.folder, marker.get("finished"))
+            timings[stage.name] = {"seconds": marker.get("seconds", 0.0), "reused": True}
     return timings
 
 
@@ -416,6 +523,11 @@ def execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs):
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         runs = [pool.submit(execute, chain, settings, redone, run_dir, threads) for chain in chains.values()]
-        for run in runs:
-            timings.update(run.result())
+        try:
+            for run in runs:
+                timings.update(run.result())
+        except KeyboardInterrupt:  # reaches the main thread only: stop the stages, then wait for them
+            interrupt_stages()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return timings

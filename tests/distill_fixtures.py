@@ -185,3 +185,114 @@ def write_unlabelled_test(directory, task, rows=4, seed=0):
     header = UNLABELLED_TEST_HEADERS[task]
     body = [[str(i)] + [_sentence(rng) for _ in header[1:]] for i in range(rows)]
     _write_tsv(os.path.join(directory, "test.tsv"), header, body)
+
+
+# Running the entry scripts as a user would: their exit code, their last line, the files afterwards.
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def snapshot(folder):
+    """Every file under ``folder`` (relative path -> its bytes and mode): equal snapshots, an untouched folder."""
+    files = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = (f.read(), os.stat(path).st_mode)
+    return files
+
+
+def one_line_exit(main, argv):
+    """The message ``main(argv)`` exits with; it must be one ``error: ...`` line."""
+    import pytest
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    message = str(stop.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+# Without these capabilities root may not write where the mode forbids it, as every other user: a read-only
+# folder is then read-only for the scripts run by the tests too.
+DROP_ROOT_OVERRIDES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner,-linux_immutable"]
+
+
+def run_script(script, *args, unprivileged=False, preexec_fn=None, timeout=300):
+    """Run ``script`` (a path in the repository) in a new Python process; a CompletedProcess with text output.
+    ``unprivileged``: root runs it without its file-permission overrides (a test of a read-only folder)."""
+    import subprocess
+    import sys
+    prefix = DROP_ROOT_OVERRIDES if unprivileged and os.geteuid() == 0 else []
+    return subprocess.run(prefix + [sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=preexec_fn, check=False)
+
+
+def last_line(result):
+    lines = result.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def make_classifier_student(directory, layers=1, seed=0, **config):
+    """A spiking classification student (2 labels) with weights and vocab, as task KD leaves one."""
+    from models.spiking_bert import SpikingBertForSequenceClassification
+    make_student_config(directory, layers=layers, num_labels=2, **config)
+    torch.manual_seed(seed)
+    student = SpikingBertForSequenceClassification.from_pretrained(directory)
+    student.save_pretrained(directory, vocab_file=write_vocab(os.path.join(directory, "..", "student_vocab.txt")),
+                            overwrite=True)
+    return directory
+
+
+def write_corpus(path, documents=6, seed=0):
+    """A corpus of vocab words: a sentence per line, a blank line between documents."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n\n".join("\n".join(" ".join(random_sentence(rng)) for _ in range(4)) for _ in range(documents)))
+        f.write("\n")
+    return path
+
+
+def script_inputs(root):
+    """Tiny inputs of every entry script, under ``root``: a task teacher, a plain BERT (with vocab), a student
+    config, an SST-2 folder (also as a GLUE folder for augmentation), pregenerated data and a corpus."""
+    root = str(root)
+    data = write_task(os.path.join(root, "glue", "SST-2"), "sst-2", train=8, dev=4, test=2)
+    return {"task_teacher": make_teacher(os.path.join(root, "task_teacher"), num_labels=2),
+            "teacher": make_teacher(os.path.join(root, "teacher")),
+            "student": make_student_config(os.path.join(root, "student")),
+            "data": data, "glue": os.path.join(root, "glue"),
+            "pregenerated": write_pregenerated(os.path.join(root, "pregenerated"), epochs=1, examples=8),
+            "corpus": write_corpus(os.path.join(root, "corpus.txt"))}
+
+
+# Each entry script's arguments for a run of a second or two on script_inputs.
+
+def task_args(inputs, out, *extra):
+    return ["--teacher_model", inputs["task_teacher"], "--spiking_student_model", inputs["student"],
+            "--data_dir", inputs["data"], "--task_name", "sst-2", "--output_dir", str(out), "--max_seq_length", "16",
+            "--do_lower_case", "--train_batch_size", "4", "--num_train_epochs", "1", "--eval_step", "2", "--no_cuda",
+            *extra]
+
+
+def general_args(inputs, out, *extra):
+    return ["--pregenerated_data", inputs["pregenerated"], "--teacher_model", inputs["teacher"],
+            "--spiking_student_model", inputs["student"], "--output_dir", str(out), "--max_seq_length", "16",
+            "--train_batch_size", "4", "--num_train_epochs", "1", "--eval_step", "2", "--do_lower_case", "--no_cuda",
+            *extra]
+
+
+def finetune_args(inputs, out, *extra):
+    return ["--bert_model", inputs["teacher"], "--data_dir", inputs["data"], "--task_name", "sst-2",
+            "--output_dir", str(out), "--max_seq_length", "16", "--train_batch_size", "4", "--num_train_epochs", "1",
+            "--no_cuda", *extra]
+
+
+def preprocess_args(inputs, out, *extra):
+    return ["--train_corpus", inputs["corpus"], "--bert_model", inputs["teacher"], "--output_dir", str(out),
+            "--epochs_to_generate", "1", "--max_seq_len", "16", *extra]
+
+
+def augmentation_args(inputs, out, *extra):
+    return ["--pretrained_bert_model", inputs["teacher"], "--candidates", "embedding", "--glue_dir", inputs["glue"],
+            "--task_name", "SST-2", "--output_dir", str(out), "--N", "2", *extra]

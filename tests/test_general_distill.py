@@ -91,7 +91,7 @@ def test_stop_and_resume_equals_uninterrupted_run(inputs, tmp_path):
 def test_continue_train_refuses_changed_batch_size(inputs, tmp_path):
     out = tmp_path / "out"
     general.main(args_for(inputs, out, "--max_steps", "1"))
-    with pytest.raises(SystemExit, match="train_batch_size=4, this run has 6"):
+    with pytest.raises(SystemExit, match=r"--train_batch_size 4 \(this run: 6\)"):
         general.main(args_for(inputs, out, "--continue_train") + ["--train_batch_size", "6"])
 
 

@@ -19,6 +19,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from transformer.file_utils import UMASK, WriteError, write_errors
+
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
@@ -31,6 +33,12 @@ VOCAB_NAME = "vocab.txt"
 # ".NAME.old-XXXXXXXX/d" (a replaced folder moved aside), XXXXXXXX being tempfile's random part.
 INTERRUPTED_WRITE_PATTERN = re.compile(r"^\.(?P<target>.+)\.(?P<kind>tmp|old)-[a-z0-9_]{8}$")
 MOVED_ASIDE_NAME = "d"
+# A folder that a run replaces (--overwrite) waits beside it as ".NAME.replaced-XXXXXXXX/d" until the new one
+# holds something worth keeping (FolderReplacement).
+REPLACED_PATTERN = re.compile(r"^\.(?P<target>.+)\.replaced-[a-z0-9_]{8}$")
+# Scratch folders a run keeps in its output folder while it runs (pregenerated data in memory-mapped files,
+# tokenized documents, a corpus being pregenerated); one a killed run left is removed when the next run starts.
+SCRATCH_PATTERN = re.compile(r"^\.(pregenerated|documents|pregeneration)-[a-z0-9_]{8}$")
 # Exceptions torch.load raises on a truncated or corrupt file.
 TORCH_LOAD_ERRORS = (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError)
 
@@ -67,13 +75,24 @@ def load_weights(model_dir):
     return state
 
 
-def weight_names(model_dir):
-    """Names of the tensors in ``model_dir``'s weights; a safetensors file is read without its data."""
+def weight_shapes(model_dir):
+    """Name -> shape of the tensors in ``model_dir``'s weights; a safetensors file is read without its data.
+
+    A truncated or corrupt file is a one-line ValueError naming it.
+    """
     path = weights_file(model_dir)
     if path is not None and path.endswith(".safetensors"):
-        with safe_open(path, framework="pt") as f:
-            return set(f.keys())
-    return set(load_weights(model_dir))
+        try:
+            with safe_open(path, framework="pt") as f:
+                return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        except SafetensorError as e:
+            raise ValueError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+    return {name: tuple(tensor.shape) for name, tensor in load_weights(model_dir).items()}
+
+
+def weight_names(model_dir):
+    """Names of the tensors in ``model_dir``'s weights; a safetensors file is read without its data."""
+    return set(weight_shapes(model_dir))
 
 
 def read_json(path):
@@ -84,12 +103,6 @@ def read_json(path):
         raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not valid JSON (not UTF-8: {e.reason})") from None
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextmanager
@@ -106,7 +119,7 @@ def atomic_directory(target, overwrite=False):
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a model directory gets the usual mode
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700; a model directory gets the usual mode
     try:
         yield tmp
         old = None
@@ -121,15 +134,16 @@ def atomic_directory(target, overwrite=False):
         raise
 
 
-def remove_interrupted_writes(parent):
-    """Delete what atomic writes killed midway left in ``parent``.
+def remove_interrupted_writes(parent, target=None):
+    """Delete what atomic writes killed midway left in ``parent`` (only those of ``target``, a name in
+    ``parent``, when given).
 
     A folder moved aside whose replacement never arrived (killed between the two renames) is
     put back first, and kept when that fails, so the last complete version is never lost.
     """
     for name in sorted(os.listdir(parent)):
         match = INTERRUPTED_WRITE_PATTERN.match(name)
-        if match is None:
+        if match is None or target is not None and match["target"] != target:
             continue
         path = os.path.join(parent, name)
         if match["kind"] == "old" and not _restore_moved_aside(os.path.join(path, MOVED_ASIDE_NAME),
@@ -138,6 +152,67 @@ def remove_interrupted_writes(parent):
             continue
         _remove(path)
         logger.info("removed %s, left by an interrupted save", path)
+
+
+class FolderReplacement:
+    """A folder replaced without losing it too early: the old ``folder`` is moved aside (to
+    ``.NAME.replaced-XXXXXXXX/d`` beside it), leaving its name free for the new one. ``commit()`` deletes
+    the old one once the new one holds something worth keeping; ``rollback()`` puts it back; a process
+    killed between the two leaves it for ``recover_replaced``.
+    """
+
+    def __init__(self, folder):
+        self.folder = os.path.abspath(folder)
+        parent, name = os.path.split(self.folder)
+        self.aside = tempfile.mkdtemp(prefix=f".{name}.replaced-", dir=parent)
+        os.rename(self.folder, os.path.join(self.aside, MOVED_ASIDE_NAME))
+        logger.info("moved the previous contents of %s aside to %s until they are replaced", folder, self.aside)
+
+    def commit(self):
+        if self.aside is not None:
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.aside = None
+            logger.info("deleted the previous contents of %s", self.folder)
+
+    def rollback(self):
+        if self.aside is None:
+            return
+        if os.path.lexists(self.folder):
+            _remove(self.folder)
+        os.rename(os.path.join(self.aside, MOVED_ASIDE_NAME), self.folder)
+        os.rmdir(self.aside)
+        self.aside = None
+        logger.info("put the previous contents of %s back", self.folder)
+
+
+def recover_replaced(folder, keep_new):
+    """Finish the replacements of ``folder`` that a kill interrupted (FolderReplacement): the old folder comes
+    back, unless ``keep_new(folder)`` says the new one holds something worth keeping; then the old one is
+    deleted."""
+    parent, name = os.path.split(os.path.abspath(folder))
+    if not os.path.isdir(parent):
+        return
+    for entry in sorted(os.listdir(parent)):
+        match = REPLACED_PATTERN.match(entry)
+        if match is None or match["target"] != name:
+            continue
+        aside = os.path.join(parent, entry)
+        moved = os.path.join(aside, MOVED_ASIDE_NAME)
+        if os.path.isdir(moved) and not (os.path.isdir(folder) and keep_new(folder)):
+            if os.path.lexists(folder):
+                _remove(folder)
+            os.rename(moved, folder)
+            logger.warning("restored %s, which an interrupted run had moved aside to replace it", folder)
+        _remove(aside)
+
+
+def remove_scratch(folder):
+    """Delete the scratch folders (SCRATCH_PATTERN) that killed runs left in ``folder``; call it before a run
+    starts there, never while one runs."""
+    for name in sorted(os.listdir(folder)):
+        if SCRATCH_PATTERN.match(name):
+            _remove(os.path.join(folder, name))
+            logger.info("removed %s, left by an interrupted run", os.path.join(folder, name))
 
 
 def _restore_moved_aside(moved, target):
@@ -163,16 +238,23 @@ def _remove(path):
 
 
 def write_model_files(directory, state_dict, config_dict, vocab_file=None):
-    """Write weights, config and (a copy of) the vocab into an existing directory."""
+    """Write weights, config and (a copy of) the vocab into an existing directory; a full or unwritable disk
+    is a WriteError naming the file."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     weights_path = os.path.join(directory, WEIGHTS_NAME)
-    save_file(tensors, weights_path, metadata={"format": "pt"})
-    os.chmod(weights_path, 0o666 & ~_umask())  # safetensors writes 0600
-    with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
+    with write_errors(weights_path):
+        try:
+            save_file(tensors, weights_path, metadata={"format": "pt"})
+        except SafetensorError as e:  # safetensors reports the disk's errors as its own
+            raise WriteError(f"{weights_path}: cannot write it ({e})") from None
+        os.chmod(weights_path, 0o666 & ~UMASK)  # safetensors writes 0600
+    config_path = os.path.join(directory, CONFIG_NAME)
+    with write_errors(config_path), open(config_path, "w", encoding="utf-8") as f:
         json.dump(config_dict, f, indent=2, sort_keys=True)
         f.write("\n")
     if vocab_file is not None:
-        shutil.copyfile(vocab_file, os.path.join(directory, VOCAB_NAME))
+        with write_errors(os.path.join(directory, VOCAB_NAME)):
+            shutil.copyfile(vocab_file, os.path.join(directory, VOCAB_NAME))
 
 
 def save_model_dir(target, state_dict, config_dict, vocab_file=None, overwrite=False, extra=None):

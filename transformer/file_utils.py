@@ -12,6 +12,8 @@ one by one) or of an archive of one (.tar.gz, .tgz, .tar, .zip, extracted safely
 local folder in the cache, so every script's --teacher_model / --spiking_student_model /
 --bert_model may be such a URL.
 """
+import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -95,16 +97,84 @@ def read_utf8_lines(path):
             yield line_number, line.rstrip("\r\n")
 
 
-def write_atomically(path, write, mode):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path))
+def _read_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (in the main thread): os.umask can only be read by setting it, which would race with
+# threads creating files.
+UMASK = _read_umask()
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, read-only folder, no permission); the message names it."""
+
+
+# The errors of a disk that is full or may not be written; others (a download that broke, a missing source)
+# keep their own message.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+@contextlib.contextmanager
+def write_errors(path):
+    """Turn the block's OSError of a full or unwritable disk into a one-line WriteError naming ``path``
+    (an error of write() names no file)."""
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
+        yield
+    except WriteError:
         raise
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        error = WriteError(f"{path}: cannot write it ({e.strerror})")
+        error.errno = e.errno
+        raise error from None
+
+
+def error_line(error):
+    """The one line an error of bad input or of the disk is reported with: an OSError as "path: reason"."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).splitlines())
+
+
+def check_writable(path, flag):
+    """Raise a one-line WriteError when the folder ``path`` (while it does not exist, the folder that would
+    hold it) may not be written, before anything is."""
+    existing = os.path.abspath(path)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        error = WriteError(f"{flag} {path}: cannot write into {existing} (read-only or no permission)")
+        error.errno = errno.EACCES
+        raise error
+
+
+def write_atomically(path, write, mode="w"):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``; returns what
+    ``write`` returned. ``mode`` is "w" (UTF-8 text) or "wb".
+
+    The file gets the mode open() would give it (0666 less the umask), not mkstemp's private 0600. A failure
+    or an interrupt removes the temporary; a kill leaves ``.NAME.tmp-XXXXXXXX`` beside ``path``, which
+    transformer.checkpoint.remove_interrupted_writes clears. An OSError while writing is a WriteError naming
+    ``path``.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    with write_errors(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=directory)
+    try:
+        with write_errors(path):
+            with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+                os.fchmod(fd, 0o666 & ~UMASK)
+                result = write(f)
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return result
 
 
 # ----------------------------------------------------------------------------

@@ -3,13 +3,14 @@ import copy
 import json
 import logging
 import os
+import re
 from typing import List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transformer.checkpoint import CONFIG_NAME, load_weights, read_json, save_model_dir
+from transformer.checkpoint import CONFIG_NAME, load_weights, read_json, save_model_dir, weight_shapes, weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,11 @@ class BertConfig:
         values = read_json(path)
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object")
-        return cls.from_dict(values)
+        config = cls.from_dict(values)
+        problem = shape_problem(config)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        return config
 
     @classmethod
     def from_pretrained(cls, model_dir):
@@ -77,6 +82,37 @@ class BertConfig:
 
     def __eq__(self, other):
         return isinstance(other, BertConfig) and self.to_dict() == other.to_dict()
+
+
+def _positive_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Keys of a config.json that build the model: key -> (is the value possible?, what it must be).
+SHAPE_CHECKS = {
+    **{key: (_positive_integer, "must be an integer >= 1")
+       for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                   "max_position_embeddings", "type_vocab_size")},
+    **{key: (lambda v: _number(v) and 0 <= v <= 1, "must be a number in [0, 1]")
+       for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")},
+    "layer_norm_eps": (lambda v: _number(v) and v > 0, "must be a number > 0"),
+    "initializer_range": (lambda v: _number(v) and v >= 0, "must be a number >= 0"),
+}
+
+
+def shape_problem(config):
+    """Why ``config`` cannot build a BERT ("num_attention_heads must be ..."), or None."""
+    for key, (is_possible, requirement) in SHAPE_CHECKS.items():
+        value = getattr(config, key)
+        if not is_possible(value):
+            return f"{key} {requirement}, got {value!r}"
+    if config.hidden_size % config.num_attention_heads:
+        return f"hidden_size {config.hidden_size} is not divisible by num_attention_heads {config.num_attention_heads}"
+    return None
 
 
 # ----------------------------------------------------------------------------
@@ -289,47 +325,79 @@ def _rename_key(key, own_keys):
     return key
 
 
-def load_pretrained_state(model, state_dict, source=""):
-    """Load ``state_dict`` into ``model`` leniently; return the loading report.
+def match_state(model, file_shapes):
+    """How a checkpoint's tensors (``file_shapes``: name -> shape) map onto ``model``'s.
 
-    The report has ``missing_keys`` (left at their initial values), ``unexpected_keys``
-    (not used), ``mismatched_keys`` (shape differs, left at their initial values, e.g.
-    a classifier with another label count; ``file_shapes`` gives their shapes in the
-    checkpoint) and ``ignored_keys`` (the model's ``ignored_prefixes``, by default the
-    pre-training heads ``cls.*``, its ``tied_keys`` and the ``position_ids`` buffer, dropped
-    without a warning). Tied parameters are never reported missing: they are loaded under
-    the name of the tensor they share.
+    The report has ``loads`` (checkpoint key -> model key of each tensor that loads), ``missing_keys``
+    (left at their initial values), ``unexpected_keys`` (not used), ``mismatched_keys`` (shape differs,
+    left at their initial values, e.g. a classifier with another label count; ``file_shapes`` gives their
+    shapes in the checkpoint) and ``ignored_keys`` (the model's ``ignored_prefixes``, by default the
+    pre-training heads ``cls.*``, its ``tied_keys`` and the ``position_ids`` buffer). Tied parameters are
+    never reported missing: they are loaded under the name of the tensor they share.
     """
-    own = model.state_dict()
+    own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     ignored_prefixes = getattr(model, "ignored_prefixes", IGNORED_PREFIXES)
     tied = getattr(model, "tied_keys", ())
     ignored, unexpected, mismatched = [], [], []
-    renamed, file_shapes = {}, {}
-    for key, value in state_dict.items():
+    loads, mismatched_shapes = {}, {}
+    for key, shape in file_shapes.items():
         name = _rename_key(key, own)
         if key.startswith(ignored_prefixes) or key in IGNORED_KEYS or name in tied:
             ignored.append(key)
             continue
         if name not in own:
             unexpected.append(key)
-        elif own[name].shape != value.shape:
+        elif own[name] != tuple(shape):
             mismatched.append(name)
-            file_shapes[name] = tuple(value.shape)
+            mismatched_shapes[name] = tuple(shape)
         else:
-            renamed[name] = value
-    missing = [key for key in own if key not in renamed and key not in mismatched and key not in tied]
-    model.load_state_dict(renamed, strict=False)
-    if ignored:
-        logger.info("%s: ignored %d pre-training head / buffer keys: %s", source, len(ignored), ", ".join(ignored))
-    if missing:
-        logger.warning("%s: weights not in the checkpoint, initialised randomly: %s", source, ", ".join(missing))
-    if mismatched:
-        logger.warning("%s: weights with another shape, initialised randomly: %s", source, ", ".join(mismatched))
-    if unexpected:
+            loads[key] = name
+    loaded = set(loads.values())
+    missing = [key for key in own if key not in loaded and key not in mismatched and key not in tied]
+    return dict(loads=loads, missing_keys=missing, unexpected_keys=unexpected, mismatched_keys=mismatched,
+                ignored_keys=ignored, file_shapes=mismatched_shapes)
+
+
+def load_pretrained_state(model, state_dict, source=""):
+    """Load ``state_dict`` into ``model`` leniently; return the loading report (match_state's, without
+    ``loads``). Ignored keys are dropped without a warning; the others are logged."""
+    report = match_state(model, {key: value.shape for key, value in state_dict.items()})
+    model.load_state_dict({name: state_dict[key] for key, name in report.pop("loads").items()}, strict=False)
+    if report["ignored_keys"]:
+        logger.info("%s: ignored %d pre-training head / buffer keys: %s", source, len(report["ignored_keys"]),
+                    ", ".join(report["ignored_keys"]))
+    if report["missing_keys"]:
+        logger.warning("%s: weights not in the checkpoint, initialised randomly: %s", source,
+                       ", ".join(report["missing_keys"]))
+    if report["mismatched_keys"]:
+        logger.warning("%s: weights with another shape, initialised randomly: %s", source,
+                       ", ".join(report["mismatched_keys"]))
+    if report["unexpected_keys"]:
         logger.warning("%s: checkpoint weights not used by %s: %s",
-                       source, type(model).__name__, ", ".join(unexpected))
-    return dict(missing_keys=missing, unexpected_keys=unexpected, mismatched_keys=mismatched, ignored_keys=ignored,
-                file_shapes=file_shapes)
+                       source, type(model).__name__, ", ".join(report["unexpected_keys"]))
+    return report
+
+
+# A checkpoint's tensors of encoder layers beyond the config's num_hidden_layers (in any naming).
+LAYER_KEY = re.compile(r"(^|\.)encoder\.layer\.\d+\.")
+
+
+def check_fit(model, report, path, fresh_allowed=lambda key: False, hint="fix config.json"):
+    """Raise a one-line ValueError naming ``path`` and the first offending tensors when the weights do not
+    fit the model its config builds: a tensor of the model missing from the file or with another shape
+    (unless ``fresh_allowed(key)``: it may start fresh), or a tensor of the file that the model should have
+    used and has no place for (``model.refuses_unused(key)``: e.g. the layers of a deeper model)."""
+    own = model.state_dict()
+    absent = [key for key in report["missing_keys"] if not fresh_allowed(key)]
+    reshaped = [key for key in report["mismatched_keys"] if not fresh_allowed(key)]
+    unused = [key for key in report["unexpected_keys"] if model.refuses_unused(key)]
+    if not absent and not reshaped and not unused:
+        return
+    problems = [f"{key} missing" for key in absent[:3]] + [
+        f"{key} {tuple(report['file_shapes'][key])} in the file, {tuple(own[key].shape)} in the model"
+        for key in reshaped[:3]] + [f"{key} in the file, not in the model" for key in unused[:3]]
+    raise ValueError(f"{path}: {len(absent) + len(reshaped) + len(unused)} tensors do not fit the config "
+                     f"({'; '.join(problems)}); {hint}")
 
 
 class BertPreTrainedModel(nn.Module):
@@ -357,18 +425,46 @@ class BertPreTrainedModel(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    def refuses_unused(self, key):
+        """A checkpoint tensor this model has no place for although it should (check_fit): another layer."""
+        return bool(LAYER_KEY.search(key))
+
     @classmethod
-    def from_pretrained(cls, model_dir, **config_overrides):
-        """Model from a directory with ``config.json`` and weights; ``config_overrides`` replace config keys."""
+    def from_pretrained(cls, model_dir, strict=False, fresh_allowed=(), **config_overrides):
+        """Model from a directory with ``config.json`` and weights; ``config_overrides`` replace config keys.
+
+        ``strict``: the weights must fit the config (check_fit): every tensor present with its shape, except
+        those starting with one of the ``fresh_allowed`` prefixes (a new classifier, an unused pooler), which
+        start from random values; else a one-line ValueError naming the file and the tensors. Without it,
+        what does not fit is logged and left random.
+        """
+        config = cls._config(model_dir, config_overrides)
+        state_dict = load_weights(model_dir)
+        model = cls(config)
+        if strict:
+            check_fit(model, match_state(model, {key: value.shape for key, value in state_dict.items()}),
+                      weights_file(model_dir), lambda key: key.startswith(tuple(fresh_allowed)))
+        model.loading_info = load_pretrained_state(model, state_dict, source=model_dir)
+        return model
+
+    @classmethod
+    def check_weights(cls, model_dir, fresh_allowed=(), **config_overrides):
+        """from_pretrained(strict=True)'s check from the config and the weights file's header alone (the model
+        is built on the meta device, without memory): before anything is loaded or written."""
+        config = cls._config(model_dir, config_overrides)
+        with torch.device("meta"):
+            model = cls(config)
+        check_fit(model, match_state(model, weight_shapes(model_dir)), weights_file(model_dir),
+                  lambda key: key.startswith(tuple(fresh_allowed)))
+
+    @staticmethod
+    def _config(model_dir, config_overrides):
         if not os.path.isdir(model_dir):
             raise FileNotFoundError(f"{model_dir}: model directory not found")
         config = BertConfig.from_pretrained(model_dir)
         for key, value in config_overrides.items():
             setattr(config, key, value)
-        state_dict = load_weights(model_dir)
-        model = cls(config)
-        model.loading_info = load_pretrained_state(model, state_dict, source=model_dir)
-        return model
+        return config
 
     def save_pretrained(self, model_dir, vocab_file=None, overwrite=False):
         """Atomically write weights (safetensors), config and optionally a copy of ``vocab_file``."""
