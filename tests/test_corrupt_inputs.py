@@ -1,5 +1,7 @@
-"""Corrupt or truncated model files and pregenerated data: one line naming the file (and line)."""
+"""Corrupt or truncated model files and pregenerated data: one line naming the file (and line). So are configs
+and vocabularies that do not fit the weights, and the quick start's damaged stage folders."""
 import json
+import logging
 import os
 import random
 import re
@@ -8,13 +10,18 @@ import shutil
 import pytest
 import torch
 
+import data_augmentation
 import finetune_teacher
 import spiking_bert_general_distill as general
 import spiking_bert_task_distill as task
 from distill.pregenerated import PregeneratedEpoch, read_epoch_metrics
-from distill_fixtures import VOCAB, make_student_config, make_teacher, teacher_config, write_pregenerated, write_task
+import distill_fixtures as entry_scripts
+from distill_fixtures import (VOCAB, make_classifier_student, make_student_config, make_teacher, one_line_exit,
+                              script_inputs, teacher_config, write_pregenerated, write_task, write_vocab)
+from pipeline.presets import PRESETS
+from pipeline.stages import MARKER_NAME, build_stages, plan, stage_settings, write_json_atomic
 from transformer.checkpoint import CONFIG_NAME, LEGACY_WEIGHTS_NAME, WEIGHTS_NAME, load_weights, read_json
-from transformer.modeling import BertModel
+from transformer.modeling import BertForMaskedLM, BertModel
 
 RANDOM_BYTES = random.Random(0).randbytes(3000)
 
@@ -226,3 +233,107 @@ def test_metrics_count_that_is_no_integer_is_named(tmp_path, count):
     with pytest.raises(ValueError) as error:
         read_epoch_metrics(str(path), 16)
     assert str(error.value) == f"{path}: needs integer num_training_examples and max_seq_len"
+
+
+# ----------------------------------------------------------------------------
+# Configs and vocabularies that do not fit the weights; the quick start's damaged stage folders.
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return script_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def with_config(model_dir, destination, **changes):
+    """A copy of ``model_dir`` whose config.json has ``changes``."""
+    shutil.copytree(model_dir, destination)
+    config = read_json(os.path.join(destination, CONFIG_NAME))
+    with open(os.path.join(destination, CONFIG_NAME), "w", encoding="utf-8") as f:
+        json.dump({**config, **changes}, f)
+    return str(destination)
+
+
+@pytest.mark.parametrize("main, arguments, flag, model, changes, named", [
+    (task.main, entry_scripts.task_args, "--teacher_model", "task_teacher", {"num_hidden_layers": 1},
+     r"bert\.encoder\.layer\.1\.\S+ in the file, not in the model"),
+    (general.main, entry_scripts.general_args, "--teacher_model", "teacher", {"intermediate_size": 32},
+     r"encoder\.layer\.0\.intermediate\.dense\.weight \(64, 32\) in the file, \(32, 32\) in the model"),
+    (finetune_teacher.main, entry_scripts.finetune_args, "--bert_model", "teacher", {"num_hidden_layers": 3},
+     r"bert\.encoder\.layer\.2\.\S+ missing")], ids=["task-teacher", "general-teacher", "finetune-bert"])
+def test_a_teacher_whose_config_does_not_fit_its_weights_is_refused(inputs, tmp_path, main, arguments, flag, model,
+                                                                    changes, named):
+    changed = with_config(inputs[model], tmp_path / "changed", **changes)
+    out = tmp_path / "out"
+    message = one_line_exit(main, arguments(inputs, out, flag, changed))
+    assert re.fullmatch(rf"error: {re.escape(changed)}/{WEIGHTS_NAME}: \d+ tensors do not fit the config \(.*"
+                        rf"{named}.*\); fix config\.json", message), message
+    assert not out.exists()
+
+
+def evaluation_args(inputs, out, student):
+    return ["--spiking_student_model", student, "--data_dir", inputs["data"], "--task_name", "sst-2", "--output_dir",
+            str(out), "--max_seq_length", "16", "--do_lower_case", "--do_eval", "--no_cuda"]
+
+
+def test_a_student_config_that_does_not_fit_is_one_line(inputs, tmp_path):
+    student = make_classifier_student(str(tmp_path / "student"), layers=2)
+    out = tmp_path / "out"
+    fewer_layers = with_config(student, tmp_path / "fewer_layers", num_hidden_layers=1)
+    message = one_line_exit(task.main, evaluation_args(inputs, out, fewer_layers))
+    assert re.fullmatch(rf"error: {re.escape(fewer_layers)}/{WEIGHTS_NAME}: \d+ tensors do not fit the config "
+                        r"\(bert\.encoder\.layer\.1\.\S+ in the file, not in the model; .*\); fix config\.json, or "
+                        r"pass --fresh_student to start from random weights", message), message
+    for changes, problem in [
+            ({"num_attention_heads": 0}, "num_attention_heads must be an integer >= 1, got 0"),
+            ({"hidden_size": "16"}, "hidden_size must be an integer >= 1, got '16'"),
+            ({"hidden_dropout_prob": "0.1"}, "hidden_dropout_prob must be a number in [0, 1], got '0.1'"),
+            ({"hidden_size": 17}, "hidden_size 17 is not divisible by num_attention_heads 2")]:
+        broken = with_config(student, tmp_path / f"broken{len(os.listdir(tmp_path))}", **changes)
+        assert one_line_exit(task.main, evaluation_args(inputs, out, broken)) == \
+            f"error: {broken}/{CONFIG_NAME}: {problem}"
+    assert not out.exists()
+
+
+def test_a_vocab_that_does_not_fit_the_model_is_one_line(inputs, tmp_path):
+    # More words than the model has embeddings: the last ids would index past them.
+    student = make_classifier_student(str(tmp_path / "student"))
+    with open(os.path.join(student, "vocab.txt"), "a", encoding="utf-8") as f:
+        f.write("zebra\nyak\n")
+    message = one_line_exit(task.main, evaluation_args(inputs, tmp_path / "out", student))
+    assert message == (f"error: {student}/vocab.txt: {len(VOCAB) + 2} tokens, more than the vocab_size {len(VOCAB)} "
+                       "of --spiking_student_model's config.json (the wrong vocab.txt?)")
+    # Fewer words than a masked LM predicts: its top candidates could be ids without a word.
+    config = teacher_config()
+    config.vocab_size = len(VOCAB) + 3
+    BertForMaskedLM(config).save_pretrained(str(tmp_path / "mlm"), vocab_file=write_vocab(str(tmp_path / "vocab.txt")))
+    (tmp_path / "glove.txt").write_text("movie 1.0 0.0\nfilm 0.9 0.1\n")
+    message = one_line_exit(data_augmentation.main, [
+        "--pretrained_bert_model", str(tmp_path / "mlm"), "--glove_embs", str(tmp_path / "glove.txt"), "--glue_dir",
+        inputs["glue"], "--task_name", "SST-2", "--output_dir", str(tmp_path / "augmented")])
+    assert message == (f"error: {tmp_path / 'mlm' / 'vocab.txt'}: {len(VOCAB)} tokens, fewer than the vocab_size "
+                       f"{len(VOCAB) + 3} of --pretrained_bert_model's config.json: the model's predictions of the "
+                       "last ids have no token (the wrong vocab.txt?)")
+    assert not (tmp_path / "augmented").exists()
+
+
+def test_the_quick_start_redoes_a_stage_whose_marker_or_weights_are_damaged(tmp_path, caplog):
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    stages = build_stages(PRESETS["smoke"], str(tmp_path / "run"), assets)
+    settings = stage_settings(stages)
+    folders = {stage.name: stage.folder for stage in stages}
+    make_classifier_student(folders["task_ikd"])
+    for stage in stages:
+        os.makedirs(stage.folder, exist_ok=True)
+        write_json_atomic(os.path.join(stage.folder, MARKER_NAME),
+                          {"settings": settings[stage.name], "seconds": 1.0, "finished": "earlier"})
+    assert plan(stages, settings, overwrite=False) == []
+
+    marker = os.path.join(folders["teacher"], MARKER_NAME)
+    with open(marker, "r+", encoding="utf-8") as f:
+        f.truncate(20)
+    weights = os.path.join(folders["task_ikd"], WEIGHTS_NAME)
+    with open(weights, "r+b") as f:
+        f.truncate(os.path.getsize(weights) // 2)
+    with caplog.at_level(logging.WARNING, logger="quickstart"):
+        assert plan(stages, settings, overwrite=False) == ["teacher", "task_ikd"]
+    assert f"{marker}: line 3: not valid JSON" in caplog.text and "the stage is done again" in caplog.text
+    assert f"[task_ikd] cannot reuse {folders['task_ikd']} ({weights}: corrupt or truncated" in caplog.text

@@ -1,16 +1,24 @@
-"""Random bytes, random unicode and truncated lines fed to the input readers (fixed seed, a few hundred cases).
+"""Random bytes, random unicode and truncated lines fed to the input readers (fixed seed, a few hundred cases),
+and bad flags fed to the entry scripts.
 
 The TSV readers (every GLUE processor) and the pregenerated-data reader may only return data or stop
 with the project's one-line error naming the file (ValueError or FileNotFoundError); the tokenizer
-must not raise at all.
+must not raise at all. A bad flag is one line naming it, whatever else is given, and writes nothing.
 """
 import json
 import os
 import random
+import re
 
 import pytest
 
+import finetune_teacher
+import spiking_bert_general_distill as general
+import spiking_bert_task_distill as task
+from distill.checkpointing import list_checkpoints, load_training_state
 from distill.pregenerated import PregeneratedEpoch
+from distill_fixtures import (finetune_args, general_args, make_classifier_student, one_line_exit, read_log,
+                              run_script, script_inputs, task_args, write_task)
 from glue import PROCESSORS, convert_examples_to_features, get_processor
 from test_glue_tasks import FIXTURES
 from transformer.tokenization import BertTokenizer
@@ -227,3 +235,91 @@ def test_tokenizer_on_random_unicode(vocab_file, do_lower_case):
         assert all(token in tokenizer.vocab for token in tokens), text
         assert tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(tokens)) == tokens
         assert tokenizer.tokenize(text) == tokens
+
+
+# ----------------------------------------------------------------------------
+# Bad flags of the entry scripts.
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return script_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.mark.parametrize("main, arguments, flag, value", [
+    (task.main, task_args, "--learning_rate", "nan"), (general.main, general_args, "--learning_rate", "inf"),
+    (finetune_teacher.main, finetune_args, "--learning_rate", "inf"),
+    (task.main, task_args, "--warmup_proportion", "nan")])
+def test_a_learning_rate_that_is_not_finite_is_refused(inputs, tmp_path, main, arguments, flag, value):
+    out = tmp_path / "out"
+    message = one_line_exit(main, arguments(inputs, out, flag, value))
+    assert message == (f"error: --learning_rate must be a finite number >= 0, got {value}" if flag == "--learning_rate"
+                       else f"error: --warmup_proportion must be in [0, 1) (or -1: no warm-up), got {value}")
+    assert not out.exists()
+
+
+def test_a_loss_that_stops_being_finite_stops_the_run_and_keeps_the_last_checkpoint(inputs, tmp_path):
+    data = write_task(str(tmp_path / "data"), "sst-2", train=12, dev=4)
+    out = tmp_path / "out"
+    # The weights explode within a few steps: a checkpoint at step 2, then an infinite loss.
+    message = one_line_exit(task.main, task_args(inputs, out, "--data_dir", data, "--num_train_epochs", "3",
+                                                 "--learning_rate", "1e10"))
+    match = re.fullmatch(r"error: step (\d+): the loss is not finite \(.*\); training stopped before this step "
+                         r"changed the weights and the last checkpoint, (\S+), is kept \(a smaller --learning_rate "
+                         r"may help; it needs a new run\)", message)
+    assert match, message
+    assert match.group(2) == list_checkpoints(str(out))[-1]
+    assert load_training_state(match.group(2))["global_step"] < int(match.group(1))
+
+
+def test_resume_refuses_settings_that_change_the_result_and_allows_the_others(inputs, tmp_path):
+    out = tmp_path / "out"
+    general.main(general_args(inputs, out, "--num_train_epochs", "2", "--max_steps", "1"))
+    message = one_line_exit(general.main, general_args(inputs, out, "--num_train_epochs", "2", "--continue_train",
+                                                       "--learning_rate", "0.05", "--t_conv", "3"))
+    assert message.startswith(f"error: {out / 'checkpoint-step1'} was written with other settings: ")
+    assert "--t_conv 4 (this run: 3)" in message and "--learning_rate 5e-05 (this run: 0.05)" in message
+    assert message.endswith("resume with the checkpoint's settings, or start a new run")
+    # How long to run, what to log and keep, and the checkpoint's own spiking values may be given.
+    general.main(general_args(inputs, out, "--num_train_epochs", "2", "--continue_train", "--max_steps", "2",
+                              "--logging_steps", "1", "--keep_checkpoints", "3", "--t_conv", "4"))
+    assert f"resuming from {out / 'checkpoint-step1'}" in read_log(out)
+
+
+def test_flags_are_checked_whatever_else_is_given(inputs, tmp_path):
+    out = tmp_path / "out"
+    for main, argv, error in [
+            (task.main, task_args(inputs, out, "--pred_distill", "--adaptive_margin", "2"),
+             "--adaptive_margin must be in [0, 1], got 2.0"),
+            (task.main, task_args(inputs, out, "--adaptive_check_every", "0"),
+             "--adaptive_check_every must be >= 1, got 0"),
+            (task.main, task_args(inputs, out, "--learning_rate", "-1"),
+             "--learning_rate must be a finite number >= 0, got -1.0"),
+            (task.main, task_args(inputs, out, "--seed", "-1"), "--seed must be in [0, 4294967295], got -1"),
+            (general.main, general_args(inputs, out, "--seed", "-1"), "--seed must be in [0, 4294967295], got -1"),
+            (finetune_teacher.main, finetune_args(inputs, out, "--seed", "-1"),
+             "--seed must be in [0, 4294967295], got -1")]:
+        assert one_line_exit(main, argv) == f"error: {error}"
+    assert not out.exists()
+
+
+def test_the_quick_start_and_the_benchmarks_give_one_line_on_bad_arguments(inputs, tmp_path):
+    student = make_classifier_student(str(tmp_path / "student"))
+    evaluation = ["--data_dir", inputs["data"], "--task_name", "sst-2", "--rounds", "1"]
+    cases = [
+        ("quickstart.py", ["--smoke", "--run_dir", tmp_path / "run", "--jobs", "-1"],
+         "--jobs must be at least 1, got -1"),
+        ("benchmarks/bench_eval_speed.py", ["--spiking_student_model", student, "--t_conv", "0", *evaluation],
+         "--t_conv: t_conv must be an integer >= 1, got 0"),
+        ("benchmarks/bench_eval_speed.py", ["--spiking_student_model", tmp_path / "missing", *evaluation],
+         f"--spiking_student_model {tmp_path / 'missing'}: no such folder"),
+        ("benchmarks/bench_spiking.py", ["--layers", "0"], "--layers must be >= 1, got 0"),
+        ("benchmarks/bench_pregeneration.py", ["--workers", "2", "0"], "--workers must be >= 1, got 0"),
+        ("benchmarks/bench_cpu_choices.py", ["--steps", "1"],
+         "--steps must be >= 2 (the first step is a warm-up), got 1"),
+        ("benchmarks/ablate_low_latency.py", ["--jobs", "0", "--run_dir", tmp_path / "ablation"],
+         "--jobs must be >= 1, got 0"),
+    ]
+    for script, argv, error in cases:
+        result = run_script(script, *argv)
+        assert (result.returncode, result.stderr) == (1, f"error: {error}\n"), (script, result.stderr[-2000:])
+    assert sorted(os.listdir(tmp_path)) == ["student", "student_vocab.txt"]
