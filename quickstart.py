@@ -38,7 +38,7 @@ from pipeline.presets import DEFAULT_PRESET, PRESETS, with_augmentation
 from pipeline.report import collect_results, results_markdown, write_tradeoff_plot
 from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_run_dir, execute_seeds_side_by_side, plan,
                              prepare_assets, show_path, stage_settings, stopped_stages, write_json_atomic)
-from transformer.file_utils import write_atomically
+from transformer.file_utils import error_line, write_atomically
 
 logger = logging.getLogger("quickstart")
 
@@ -75,6 +75,19 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        stopped = stopped_stages()
+        where = f" during {', '.join(stopped)}" if stopped else ""
+        print(f"interrupted{where}; the finished stages are kept: rerun the same command to go on (an "
+              "unfinished stage starts again)", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
+    except OSError as e:  # a disk that is full or may not be written
+        sys.exit(f"error: {error_line(e)}")
+
+
+def run(args):
     preset = with_augmentation(PRESETS[args.preset], args.aug)
     if args.seeds:
         if len(set(args.seeds)) != len(args.seeds):
@@ -103,15 +116,8 @@ def main(argv=None):
     logging.getLogger().addHandler(log_file)
     logger.info("preset %s, run folder %s, %d job(s)", name, show_path(run_dir), jobs)
     started = time.monotonic()
-    try:
-        timings = {"assets": prepare_assets(assets, run_dir)}
-        timings.update(execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs))
-    except KeyboardInterrupt:
-        stopped = stopped_stages()
-        where = f" during {', '.join(stopped)}" if stopped else ""
-        print(f"interrupted{where}; the finished stages are kept: rerun the same command to go on (an "
-              "unfinished stage starts again)", file=sys.stderr)
-        sys.exit(INTERRUPTED_EXIT_CODE)
+    timings = {"assets": prepare_assets(assets, run_dir)}
+    timings.update(execute_seeds_side_by_side(stages, settings, to_run, run_dir, jobs))
 
     results = {**collect_results(name, preset, stages, timings), "wall_seconds": round(time.monotonic() - started)}
     write_json_atomic(os.path.join(run_dir, "results.json"), results)

@@ -124,9 +124,9 @@ def resume_point(output_dir, continue_train):
     for checkpoint in reversed(list_checkpoints(output_dir)):
         try:
             return checkpoint, load_resumable(checkpoint)
-        except ValueError as e:
+        except (ValueError, FileNotFoundError) as e:  # FileNotFoundError: another rank deleted it first
             logger.warning("%s; deleting %s and resuming from the checkpoint before it", e, checkpoint)
-            shutil.rmtree(checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
     return None, None
 
 

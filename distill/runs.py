@@ -16,11 +16,12 @@ LOG_NAME = "log.txt"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def check_output_dir(output_dir, overwrite=False, continue_train=False, inputs=()):
+def check_output_dir(output_dir, overwrite=False, continue_train=False, inputs=(), add_files=False):
     """Raise before anything is written when ``output_dir`` may not be used.
 
-    An existing non-empty folder is refused unless --overwrite (it is replaced) or
-    --continue_train (training resumes in it). The folder may not be one of the input
+    An existing non-empty folder is refused unless --overwrite (it is replaced), --continue_train
+    (training resumes in it) or ``add_files`` (evaluation adds its result files to any folder,
+    replacing nothing else). The folder may not be one of the input
     folders, nor (with --overwrite) contain one, so a run never deletes its own inputs, and it
     must be writable. A folder that a killed --overwrite run had moved aside is first put back
     (or deleted, when that run had written a checkpoint): see claimed_output_dir.
@@ -36,11 +37,11 @@ def check_output_dir(output_dir, overwrite=False, continue_train=False, inputs=(
             raise ValueError(f"--overwrite would delete the input {path} inside --output_dir {output_dir}")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--output_dir {output_dir} exists and is not a folder")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or continue_train):
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not (overwrite or continue_train or add_files):
         raise ValueError(f"--output_dir {output_dir} exists and is not empty; "
                          "pass --overwrite to replace it or --continue_train to resume")
     check_writable(output_dir, "--output_dir")
-    if overwrite and not continue_train and os.path.isdir(output_dir) and os.listdir(output_dir):
+    if overwrite and not (continue_train or add_files) and os.path.isdir(output_dir) and os.listdir(output_dir):
         # --overwrite moves the old folder aside, beside it
         check_writable(os.path.dirname(os.path.abspath(output_dir)), "--output_dir")
 

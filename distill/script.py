@@ -64,7 +64,7 @@ class TrainingScript:
         """
         args = self.args
         if allow_existing:
-            check_output_dir(args.output_dir, overwrite=True)
+            check_output_dir(args.output_dir, add_files=True)
             return
         check_output_dir(args.output_dir, args.overwrite, args.continue_train, inputs=inputs)
         self.resume_from, self.saved_state = resume_point(args.output_dir, args.continue_train)

@@ -295,10 +295,10 @@ def plan(stages, settings, overwrite):
 # that started it ends (PR_SET_PDEATHSIG, Linux; the thread waits for its stage, so it ends with the process).
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 PR_SET_PDEATHSIG = 1
-_running = {}  # Popen -> stage name
+_running = set()  # the stage processes running now
 _running_lock = threading.Lock()
 _interrupted = threading.Event()
-_stopped = []  # names of the stages Ctrl-C stopped
+_stopped = set()  # names of the stages Ctrl-C stopped
 
 
 def _die_with_parent(parent):
@@ -316,15 +316,14 @@ def stopped_stages():
 
 def interrupt_stages():
     """Ctrl-C: send SIGINT to every running stage (each stops with its own one-line report) and start no
-    more. Returns the names of the stages interrupted."""
+    more."""
     _interrupted.set()
     with _running_lock:
         for process in _running:
             process.send_signal(signal.SIGINT)
-        return sorted(_running.values())
 
 
-def run_logged(argv, log_path, threads=None, name=None):
+def run_logged(argv, log_path, threads=None):
     """Run ``argv`` from the repository root; its output goes to ``log_path`` and, unless ``threads``
     (torch threads of a stage run beside others) is given, to the console. Ctrl-C interrupts it
     (interrupt_stages) and, once it has stopped, raises KeyboardInterrupt."""
@@ -338,7 +337,7 @@ def run_logged(argv, log_path, threads=None, name=None):
                                                        stderr=subprocess.STDOUT, start_new_session=True,
                                                        preexec_fn=lambda: _die_with_parent(parent)) as process:
         with _running_lock:
-            _running[process] = name or argv[1]
+            _running.add(process)
         try:
             interrupted = False
             while True:
@@ -355,7 +354,7 @@ def run_logged(argv, log_path, threads=None, name=None):
                     interrupted = True
         finally:
             with _running_lock:
-                del _running[process]
+                _running.discard(process)
         if interrupted or _interrupted.is_set():
             raise KeyboardInterrupt
         return returncode
@@ -368,7 +367,11 @@ def run_script(stage, run_dir, threads=None):
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(argv)}\n")
     logger.info("[%s] %s", stage.name, shlex.join(argv))
-    returncode = run_logged(argv, log_path, threads, name=stage.name)
+    try:
+        returncode = run_logged(argv, log_path, threads)
+    except KeyboardInterrupt:
+        _stopped.add(stage.name)
+        raise
     if returncode != 0:
         raise SystemExit(f"error: stage {stage.name} failed (exit code {returncode}); its output is in "
                          f"{show_path(log_path)}")
@@ -408,7 +411,7 @@ def run_stage(stage, settings, run_dir, threads=None):
         if replaced is not None:
             replaced.rollback()
         if isinstance(e, KeyboardInterrupt) or _interrupted.is_set():
-            _stopped.append(stage.name)
+            _stopped.add(stage.name)
         raise
     if replaced is not None:
         replaced.commit()

@@ -201,8 +201,11 @@ def recover_replaced(folder, keep_new):
         if os.path.isdir(moved) and not (os.path.isdir(folder) and keep_new(folder)):
             if os.path.lexists(folder):
                 _remove(folder)
-            os.rename(moved, folder)
-            logger.warning("restored %s, which an interrupted run had moved aside to replace it", folder)
+            try:
+                os.rename(moved, folder)
+                logger.warning("restored %s, which an interrupted run had moved aside to replace it", folder)
+            except OSError:  # another rank of the same run restored it first
+                continue
         _remove(aside)
 
 
