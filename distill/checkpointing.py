@@ -154,7 +154,7 @@ def publish_student(output_dir, model, vocab_file):
     """
     tmp = tempfile.mkdtemp(prefix=".student.tmp-", dir=output_dir)
     try:
-        write_model_files(tmp, model.state_dict(), model.config.to_dict(), vocab_file)
+        write_model_files(tmp, model.state_dict(), model.config.to_dict(), vocab_file, target=output_dir)
         for name in (WEIGHTS_NAME, VOCAB_NAME, CONFIG_NAME):
             if os.path.exists(os.path.join(tmp, name)):
                 os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))

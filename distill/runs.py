@@ -88,13 +88,34 @@ def claimed_output_dir(output_dir, overwrite=False, continue_train=False, is_mai
         replacement.commit()
 
 
+class LogFile(logging.FileHandler):
+    """The run's log.txt. When a record cannot be written (a full disk), one line says so and the file is given
+    up, instead of logging's traceback for every record; the console keeps logging."""
+
+    given_up = False
+
+    def handleError(self, record):
+        if self.given_up:
+            return
+        self.given_up = True
+        sys.stderr.write(f"warning: cannot write {self.baseFilename} ({sys.exc_info()[1]}); logging to the console "
+                         "only\n")
+        stream, self.stream = self.stream, None
+        with contextlib.suppress(OSError):  # its buffer cannot be written either
+            stream.close()
+
+    def emit(self, record):
+        if not self.given_up:
+            super().emit(record)
+
+
 @contextlib.contextmanager
 def logging_to(output_dir=None, is_main=True):
     """Log INFO to the console and to output_dir/log.txt (appended); other ranks log warnings only."""
     root = logging.getLogger()
     handlers = [logging.StreamHandler(sys.stderr)]
     if output_dir is not None and is_main:
-        handlers.append(logging.FileHandler(os.path.join(output_dir, LOG_NAME), mode="a", encoding="utf-8"))
+        handlers.append(LogFile(os.path.join(output_dir, LOG_NAME), mode="a", encoding="utf-8"))
     formatter = logging.Formatter(LOG_FORMAT, datefmt="%m/%d/%Y %H:%M:%S")
     old_level = root.level
     for handler in handlers:

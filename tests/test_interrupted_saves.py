@@ -243,6 +243,16 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_last_checkpoi
     assert snapshot(out / "checkpoint-step2") == kept and list_checkpoints(str(out)) == [str(out / "checkpoint-step2")]
     assert hidden_leftovers(out) == []
 
+    # A disk full from the start: log.txt is given up with one warning (not a traceback per log record), the
+    # first file of the run is named, and the new folder is removed again.
+    fresh = tmp_path / "fresh"
+    result = run_script("spiking_bert_task_distill.py", *task_args(inputs, fresh), preexec_fn=exceed_file_size(1500))
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "Logging error" not in result.stderr
+    warning, error = [line for line in result.stderr.splitlines() if line.startswith(("warning: ", "error: "))]
+    assert warning == f"warning: cannot write {fresh}/log.txt ([Errno 27] File too large); logging to the console only"
+    assert error.startswith(f"error: {fresh}/model.safetensors: cannot write it (") and error == last_line(result)
+    assert not fresh.exists()
+
 
 needs_unprivileged_runs = pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
                                              reason="root ignores a read-only mode without setpriv")

@@ -240,23 +240,24 @@ def _remove(path):
             pass
 
 
-def write_model_files(directory, state_dict, config_dict, vocab_file=None):
+def write_model_files(directory, state_dict, config_dict, vocab_file=None, target=None):
     """Write weights, config and (a copy of) the vocab into an existing directory; a full or unwritable disk
-    is a WriteError naming the file."""
+    is a WriteError naming the file in ``target``, the folder the files are for (default ``directory``)."""
+    named = target or directory
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     weights_path = os.path.join(directory, WEIGHTS_NAME)
-    with write_errors(weights_path):
+    with write_errors(os.path.join(named, WEIGHTS_NAME)):
         try:
             save_file(tensors, weights_path, metadata={"format": "pt"})
         except SafetensorError as e:  # safetensors reports the disk's errors as its own
-            raise WriteError(f"{weights_path}: cannot write it ({e})") from None
+            raise WriteError(f"{os.path.join(named, WEIGHTS_NAME)}: cannot write it ({e})") from None
         os.chmod(weights_path, 0o666 & ~UMASK)  # safetensors writes 0600
     config_path = os.path.join(directory, CONFIG_NAME)
-    with write_errors(config_path), open(config_path, "w", encoding="utf-8") as f:
+    with write_errors(os.path.join(named, CONFIG_NAME)), open(config_path, "w", encoding="utf-8") as f:
         json.dump(config_dict, f, indent=2, sort_keys=True)
         f.write("\n")
     if vocab_file is not None:
-        with write_errors(os.path.join(directory, VOCAB_NAME)):
+        with write_errors(os.path.join(named, VOCAB_NAME)):
             shutil.copyfile(vocab_file, os.path.join(directory, VOCAB_NAME))
 
 
@@ -267,7 +268,7 @@ def save_model_dir(target, state_dict, config_dict, vocab_file=None, overwrite=F
     state, training state) before the directory is renamed into place.
     """
     with atomic_directory(target, overwrite=overwrite) as tmp:
-        write_model_files(tmp, state_dict, config_dict, vocab_file)
+        write_model_files(tmp, state_dict, config_dict, vocab_file, target=target)
         if extra is not None:
             extra(tmp)
     logger.info("saved %s", target)
