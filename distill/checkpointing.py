@@ -130,11 +130,6 @@ def resume_point(output_dir, continue_train):
     return None, None
 
 
-def resolve_resume(output_dir, continue_train):
-    """The checkpoint folder resume_point resumes from, or None."""
-    return resume_point(output_dir, continue_train)[0]
-
-
 def prune_checkpoints(output_dir, keep):
     """Delete all but the newest ``keep`` checkpoint folders (keep <= 0 keeps all) and what
     interrupted saves left in ``output_dir``."""

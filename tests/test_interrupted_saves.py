@@ -27,7 +27,7 @@ import preprocess_training_data
 import spiking_bert_general_distill as general
 import spiking_bert_task_distill as task
 from distill.checkpointing import (TRAINING_STATE_NAME, list_checkpoints, load_training_state, prune_checkpoints,
-                                   publish_student, resolve_resume, save_checkpoint)
+                                   publish_student, resume_point, save_checkpoint)
 from distill.evaluation import RESULTS_NAME
 from distill_fixtures import (REPO, augmentation_args, finetune_args, general_args, last_line, load_state,
                               max_abs_difference, one_line_exit, preprocess_args, run_script, script_inputs,
@@ -96,7 +96,7 @@ def test_resume_removes_a_checkpoint_killed_while_written(run):
     out = run["output_dir"]
     killed(lambda: run["save"](6), "torch.save")  # the training state is the last file of a checkpoint
     assert leftovers(out) == [".checkpoint-step6.tmp"]
-    assert resolve_resume(str(out), True) == str(out / "checkpoint-step4")
+    assert resume_point(str(out), True)[0] == str(out / "checkpoint-step4")
     assert leftovers(out) == []
     assert [os.path.basename(p) for p in list_checkpoints(str(out))] == ["checkpoint-step2", "checkpoint-step4"]
     assert_checkpoint_of_step(out / "checkpoint-step4", 4)
@@ -108,7 +108,7 @@ def test_resume_restores_a_checkpoint_moved_aside_by_a_killed_overwrite(run):
     killed(lambda: run["save"](4, overwrite=True), "os.rename", on_call=2)
     assert not (out / "checkpoint-step4").exists()
     assert leftovers(out) == [".checkpoint-step4.old", ".checkpoint-step4.tmp"]
-    assert resolve_resume(str(out), True) == str(out / "checkpoint-step4")
+    assert resume_point(str(out), True)[0] == str(out / "checkpoint-step4")
     assert leftovers(out) == []
     assert_checkpoint_of_step(out / "checkpoint-step4", 4)
     assert sorted(os.listdir(out / "checkpoint-step4")) == sorted(
@@ -133,7 +133,7 @@ def test_pruning_removes_killed_student_and_results_writes(run):
 def test_fresh_start_leaves_the_folder_alone(run):
     out = run["output_dir"]
     killed(lambda: run["save"](6), "torch.save")
-    assert resolve_resume(str(out), False) is None
+    assert resume_point(str(out), False) == (None, None)
     assert leftovers(out) == [".checkpoint-step6.tmp"]
 
 
