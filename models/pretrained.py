@@ -10,6 +10,10 @@ from transformer.modeling import BertConfig, check_fit, load_pretrained_state, m
 
 logger = logging.getLogger(__name__)
 
+# What to do when a student's weights do not fit its config.
+STUDENT_HINT = "fix config.json, or pass --fresh_student to start from random weights"
+
+
 def student_config(model_dir, flags=None, **overrides):
     """The SpikingBertConfig of ``model_dir``/config.json with ``flags`` (settings given on the command
     line, e.g. {"t_conv": 8}) and ``overrides`` (None = not given) applied.
@@ -59,6 +63,3 @@ def check_student_weights(cls, model_dir, flags=None, **overrides):
     with torch.device("meta"):
         model = cls.build(student_config(model_dir, flags, **overrides))
     check_fit(model, match_state(model, weight_shapes(model_dir)), path, model.fresh_weights_allowed, STUDENT_HINT)
-
-
-STUDENT_HINT = "fix config.json, or pass --fresh_student to start from random weights"
