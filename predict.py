@@ -23,11 +23,13 @@ from distill.adaptive import StoppingRule
 from distill.cli import add_adaptive_args, spiking_overrides
 from distill.devices import Devices
 from distill.prediction import open_input, predict, read_sentences, sentence_features, write_rows
-from distill.preflight import read_model_config, read_student_config, require_weights, vocab_path
+from distill.preflight import (check_max_seq_length, check_vocab_size, read_model_config, read_student_config,
+                               require_weights, vocab_path)
 from distill.spike_plots import plot_sentence, spike_trace
 from glue import get_processor
 from models.spiking_bert import SpikingBertForSequenceClassification
 from modules.energy import BertSize
+from transformer.file_utils import write_atomically
 from transformer.tokenization import BertTokenizer
 
 logger = logging.getLogger("predict")
@@ -46,7 +48,8 @@ def build_parser():
     parser.add_argument("--format", choices=("tsv", "jsonl"), default="tsv")
     parser.add_argument("--teacher_model", default=None,
                         help="a teacher folder: its config.json's shape adds the energy ratio to the teacher")
-    parser.add_argument("--max_seq_length", type=int, default=128, help="longer sentences are truncated")
+    parser.add_argument("--max_seq_length", type=int, default=None,
+                        help="longer sentences are truncated (default: the student's max_position_embeddings)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--do_lower_case", action="store_true",
                         help="lower-case text (also on when the student records do_lower_case)")
@@ -116,11 +119,14 @@ def run(args):
     vocab = vocab_path(args.spiking_student_model)
     if vocab is None:
         raise FileNotFoundError(f"--spiking_student_model {args.spiking_student_model}: no vocab.txt")
+    check_vocab_size(vocab, {"--spiking_student_model": student.config})
+    max_seq_length = args.max_seq_length or student.config.max_position_embeddings
+    check_max_seq_length(max_seq_length, {"--spiking_student_model": student.config})
     tokenizer = BertTokenizer(vocab, do_lower_case=args.do_lower_case or recorded_lower_case)
     with open_input(args.input) as lines:
         sentences = read_sentences(lines, args.text_column, args.text_b_column, args.skip_header,
                                    "<stdin>" if args.input == "-" else args.input)
-    features = sentence_features(sentences, label_list, output_mode, args.max_seq_length, tokenizer)
+    features = sentence_features(sentences, label_list, output_mode, max_seq_length, tokenizer)
     use_cuda = torch.cuda.is_available() and not args.no_cuda  # one device: no DataParallel for prediction
     devices = Devices(torch.device("cuda" if use_cuda else "cpu"), n_gpu=int(use_cuda))
     student.to(devices.device)
@@ -130,10 +136,7 @@ def run(args):
     if args.output == "-":
         write_rows(sys.stdout, sentences, rows, args.format)
     else:
-        tmp = f"{args.output}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            write_rows(f, sentences, rows, args.format)
-        os.replace(tmp, args.output)
+        write_atomically(args.output, lambda f: write_rows(f, sentences, rows, args.format))
         logger.info("wrote %s", args.output)
     if args.plot_spikes:
         write_spike_plots(args, student.cpu(), features, sentences, rows, tokenizer)
@@ -145,7 +148,7 @@ def main(argv=None):
                         stream=sys.stderr)
     try:
         return run(build_parser().parse_args(argv))
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: FileNotFoundError, and WriteError naming the file
         raise SystemExit(f"error: {e}") from None
 
 

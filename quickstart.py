@@ -21,7 +21,8 @@ logged first, so any stage can be rerun by hand (pipeline/stages.py; presets in 
               at its training t_conv with --adaptive_t_conv (eval_t*_adaptive, the flags' default rule)
 Distillation and evaluation stages run once per seed of the preset (in seed<N>/ with several seeds).
 Results go to results.md, results.json and tradeoff.png (accuracy and energy per sentence against the time
-steps) in the run folder; each stage's console output to logs/.
+steps) in the run folder, each training stage's curves.png to curves/<stage>.png; each stage's console
+output to logs/.
 A stage whose folder holds stage_done.json with the same settings is reused; a folder made with other
 settings is refused unless --overwrite (which redoes that stage and those after it).
 """
@@ -35,7 +36,7 @@ from corpus.assets import asset_paths, default_cache_dir
 from distill.cli import MAX_SEED
 from distill.script import INTERRUPTED_EXIT_CODE
 from pipeline.presets import DEFAULT_PRESET, PRESETS, with_augmentation
-from pipeline.report import collect_results, results_markdown, write_tradeoff_plot
+from pipeline.report import collect_results, gather_curves, results_markdown, write_tradeoff_plot
 from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_run_dir, execute_seeds_side_by_side, plan,
                              prepare_assets, show_path, stage_settings, stopped_stages, write_json_atomic)
 from transformer.file_utils import error_line, write_atomically
@@ -124,6 +125,7 @@ def run(args):
     markdown = results_markdown(results)
     write_atomically(os.path.join(run_dir, "results.md"), lambda f: f.write(markdown))
     write_tradeoff_plot(results, os.path.join(run_dir, "tradeoff.png"))
+    gather_curves(stages, run_dir)
     print(markdown)
     logger.info("results in %s, %s and %s", *(show_path(os.path.join(run_dir, name))
                                               for name in ("results.md", "results.json", "tradeoff.png")))

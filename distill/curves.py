@@ -10,11 +10,12 @@ import os
 import re
 
 from distill.runs import LOG_NAME
+from transformer.file_utils import write_atomically
 
 CURVES_NAME = "curves.png"
 LOSS_LINE = re.compile(r" step (\d+) lr \S+ (.+)$")
 DEV_LINE = re.compile(r" step (\d+) dev: (.+)$")
-DEV_SET = re.compile(r"(\S+) (\{[^}]*\}) eval_loss (\S+)")
+DEV_SET = re.compile(r"(\S+) (\{[^}]*\}) eval_loss ([^\s;]+)")
 
 
 def read_curves(log_path):
@@ -56,10 +57,8 @@ def plot_curves(curves, path, title):
     axes[-1, 0].set_xlabel("optimisation step")
     axes[0, 0].set_title(title, fontsize=9)
     figure.tight_layout()
-    tmp = f"{path}.tmp"
-    figure.savefig(tmp, format="png", dpi=100)
+    write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=100), "wb")
     plt.close(figure)
-    os.replace(tmp, path)
 
 
 def write_curves(output_dir, title):

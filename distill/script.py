@@ -10,6 +10,7 @@ import sys
 
 from distill.checkpointing import list_checkpoints, resume_point
 from distill.cli import check_run_args
+from distill.curves import write_curves
 from distill.devices import cleanup, configure_cpu_allocator, select_devices
 from distill.runs import check_output_dir, claimed_output_dir, logging_to
 from distill.training import (LoopSettings, TrainingLoop, build_optimizer, check_resume_settings, epoch_order,
@@ -143,7 +144,16 @@ class TrainingScript:
         loop = TrainingLoop(model=model, bare_model=bare_model, optimizer=optimizer, devices=devices, epochs=epochs,
                             loss_fn=loss_fn, on_checkpoint=on_checkpoint, settings=settings,
                             vocab_file=vocab_file, state=self.state, resumed_rng=resumed_rng, after_save=after_save)
-        return loop.run(), self.state
+        finished = loop.run()
+        if finished and devices.is_main:
+            try:
+                curves = write_curves(args.output_dir, f"{type(self).__name__}: {args.output_dir}")
+            except (OSError, ValueError, SyntaxError) as e:  # a figure is an extra: the finished run stands
+                logger.warning("curves.png not drawn: %s", e)
+            else:
+                if curves is not None:
+                    logger.info("losses, spike rate and dev scores against the steps: %s", curves)
+        return finished, self.state
 
 
 def normalised(value):

@@ -6,9 +6,10 @@ steps the sentence ran; below, the rate of every population at the [CLS] positio
 (the running spike count / steps), with the adaptive stopping step marked when there is one.
 matplotlib is imported only here.
 """
-import os
 
 import torch
+
+from transformer.file_utils import write_atomically
 
 from transformer.modeling import embed_inputs
 
@@ -64,7 +65,5 @@ def plot_sentence(path, tokens, population_names, token_rates, cls_rates, steps_
     steps_axis.set_ylim(0, 1)
     steps_axis.legend(fontsize=6, ncol=4)
     figure.tight_layout()
-    tmp = f"{path}.tmp"
-    figure.savefig(tmp, format="png", dpi=110)
+    write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=110), "wb")
     plt.close(figure)
-    os.replace(tmp, path)

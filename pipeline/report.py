@@ -6,16 +6,19 @@ every student row gives the mean over seeds and the range (min-max); results.jso
 """
 import math
 import os
+import shutil
 import statistics
 
 from safetensors import safe_open
 
+from distill.curves import CURVES_NAME
 from glue import TEST_SET
 from pipeline.presets import TASK, final_stage, final_t_conv
 from pipeline.stages import REPO, adaptive_stage_name, seeded
 from transformer.checkpoint import weights_file
 from transformer.file_utils import write_atomically
 
+CURVES_DIR = "curves"
 STUDENT_FIGURES = ("dev_acc", "test_acc", "mean_steps", "mean_spike_rate", "energy_uj", "energy_ratio_to_teacher")
 
 
@@ -144,6 +147,19 @@ def results_markdown(results):
         lines.append(f"| the whole run, wall clock | {results['wall_seconds']:.0f} | |")
     lines.append("")
     return "\n".join(lines)
+
+
+def gather_curves(stages, run_dir):
+    """Each training stage's curves.png (distill/curves.py) copied to ``run_dir``/curves/<stage>.png, one folder
+    to look at; returns the copies' paths."""
+    copies = []
+    for stage in stages:
+        source = os.path.join(REPO, stage.folder, CURVES_NAME)
+        if os.path.isfile(source):
+            copies.append(os.path.join(run_dir, CURVES_DIR, f"{stage.name}.png"))
+            os.makedirs(os.path.dirname(copies[-1]), exist_ok=True)
+            shutil.copyfile(source, copies[-1])
+    return copies
 
 
 def write_tradeoff_plot(results, path):

@@ -54,6 +54,13 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
     assert results["teacher"]["energy_uj"] > results["same_size_ann"]["energy_uj"] > 0
     with open(os.path.join(run_dir, "tradeoff.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # Each training stage drew its log (curves.png beside log.txt); the run folder gathers them.
+    assert sorted(os.listdir(os.path.join(run_dir, "curves"))) == [
+        f"{name}.png" for name in ("general_kd", "pred_kd", "task_ikd", "teacher")]
+    for name in ("teacher", "general_kd", "task_ikd", "pred_kd"):
+        with open(os.path.join(run_dir, name, "curves.png"), "rb") as f, \
+                open(os.path.join(run_dir, "curves", f"{name}.png"), "rb") as copy:
+            assert f.read() == copy.read()
     with open(os.path.join(run_dir, adaptive_stage_name(preset), "energy.json"), encoding="utf-8") as f:
         assert json.load(f)["header"]["adaptive_t_conv"] == "on"
     assert results["student"]["parameters"] < results["teacher"]["parameters"]

@@ -4,8 +4,8 @@
 
 What is kept, and why (each kept file backs figures of the README or docs/):
 
-- the tables and plot the run wrote, as they are: results.md, results.json, tradeoff.png (ablation.md,
-  ablation.json for the ablation);
+- the tables and plots the run wrote, as they are: results.md, results.json, tradeoff.png (ablation.md,
+  ablation.json for the ablation), and curves/ (each training stage's loss, rate and dev curves);
 - commands.txt: every stage's command line, when it finished and how long it took, in the order the
   stages finished (from each stage's stage_done.json);
 - logs.txt: every stage's own log (log.txt, or preprocess.log for the corpus), and the console output of
@@ -33,6 +33,7 @@ import shlex
 import shutil
 import sys
 
+CURVES_DIR = "curves"  # the quick start's copies of each training stage's curves.png
 TABLES = ("results.md", "results.json", "tradeoff.png", "ablation.md", "ablation.json")
 STAGE_LOGS = ("log.txt", "preprocess.log")
 EVAL_RESULTS = "eval_results.txt"
@@ -179,6 +180,10 @@ def collect(run_dir, destination):
     for name in tables:
         shutil.copy2(os.path.join(run_dir, name), os.path.join(destination, name))
         written += 1
+    curves = os.path.join(run_dir, CURVES_DIR)
+    if os.path.isdir(curves):
+        shutil.copytree(curves, os.path.join(destination, CURVES_DIR))
+        written += len(os.listdir(curves))
     outputs = {"commands.txt": commands_text(stages, order) if any(read_marker(stages[p]) for p in stages)
                else None,
                "logs.txt": bundle(log_entries) if log_entries else None,
