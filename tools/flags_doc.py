@@ -16,7 +16,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "flags.md")
 ENVIRONMENT = ("SPIKINGBERT_ASSETS", "SPIKINGBERT_CACHE")
 SCRIPTS = ("quickstart.py", "spiking_bert_general_distill.py", "spiking_bert_task_distill.py", "finetune_teacher.py",
-           "preprocess_training_data.py", "data_augmentation.py", "download_glue_data.py", "prepare_assets.py")
+           "preprocess_training_data.py", "data_augmentation.py", "predict.py", "download_glue_data.py",
+           "prepare_assets.py")
 
 
 class _Caught(Exception):
