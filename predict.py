@@ -27,7 +27,7 @@ from distill.preflight import (check_max_seq_length, check_vocab_size, read_mode
                                require_weights, vocab_path)
 from distill.spike_plots import plot_sentence, spike_trace
 from glue import get_processor
-from models.spiking_bert import SpikingBertForSequenceClassification
+from models.snn_ide_bert_classi import SpikingBertForSequenceClassification
 from modules.energy import BertSize
 from transformer.file_utils import write_atomically
 from transformer.tokenization import BertTokenizer

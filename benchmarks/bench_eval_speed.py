@@ -30,7 +30,7 @@ from distill.evaluation import eval_batches, evaluate  # noqa: E402
 from distill.preflight import check_vocab_size, read_student_config, require_weights, vocab_path  # noqa: E402
 from distill.script import run_main  # noqa: E402
 from glue import convert_examples_to_features, get_processor  # noqa: E402
-from models.spiking_bert import SpikingBertForSequenceClassification  # noqa: E402
+from models.snn_ide_bert_classi import SpikingBertForSequenceClassification  # noqa: E402
 from transformer.tokenization import BertTokenizer  # noqa: E402
 
 

@@ -36,7 +36,7 @@ from distill.cli import check_positive_args  # noqa: E402
 from distill.devices import keep_freed_cpu_memory  # noqa: E402
 from distill.script import run_main  # noqa: E402
 from models import SpikingBertConfig, SpikingBertForGeneralKD  # noqa: E402
-from modules.simulation import chunk_steps, step_bytes  # noqa: E402
+from modules.snnide_bert_multilayer_modules import chunk_steps, step_bytes  # noqa: E402
 from transformer.modeling import BertModel, embed_inputs  # noqa: E402
 
 SIZES = {256: (256, 4, 1024), 768: (768, 12, 3072)}

@@ -20,8 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from models.spiking_bert import population_statistics
-from transformer.modeling import embed_inputs
+from models.snn_ide_bert import population_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -112,21 +111,20 @@ def simulate_until_settled(model, input_ids, token_type_ids, attention_mask, rul
     if model.config.num_labels < 2:
         raise ValueError("adaptive time steps need a classification task (the rule watches the predicted class)")
     t_conv = model.config.spiking.t_conv
-    current, mask = embed_inputs(model.bert.embeddings, input_ids, token_type_ids, attention_mask)
-    simulation = model.bert.start_simulation(current, mask, keep_scores=False)
+    simulation = model.start_simulation(input_ids, token_type_ids, attention_mask)
     batch = input_ids.shape[0]
-    populations, device = len(model.population_names()), current.device
+    populations, device = len(model.population_names()), input_ids.device
     logits_out = torch.zeros(batch, model.config.num_labels, device=device)
     rates_out = torch.zeros(batch, populations, device=device)
     spikes_out = torch.zeros(batch, populations, dtype=torch.float64, device=device)
     steps_out = torch.zeros(batch, dtype=torch.long, device=device)
-    running = torch.arange(batch, device=current.device)  # batch rows of the sentences still simulated
+    running = torch.arange(batch, device=device)  # batch rows of the sentences still simulated
     settling = Settling(rule)
     while len(running):
         simulation.run(min(rule.check_every, t_conv - simulation.steps_done))
         steps = simulation.steps_done
         counts = simulation.spike_counts()
-        logits = model.classifier(torch.relu(counts.layers[-1].output[:, 0] / steps))
+        logits = model.logits_of(counts.layers[-1].output[:, :1] / steps)  # only [CLS] is read
         stop = settling.settled(logits, steps) | (steps >= t_conv)
         if not stop.any():
             continue

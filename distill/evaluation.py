@@ -22,7 +22,7 @@ from distill.adaptive import simulate_until_settled
 from distill.devices import unwrap
 from distill.energy_report import ENERGY_NAME, flat_items
 from glue import TEST_SET, compute_metrics, pad_batch
-from models.spiking_bert import SpikingBertPreTrainedModel
+from models.snn_ide_bert import SpikingBertPreTrainedModel
 from transformer.file_utils import write_atomically
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from distill.pregenerated import epoch_sources, find_epoch_files, read_epoch_met
 from distill.script import TrainingScript
 from distill.training import set_seed
 from models.pretrained import check_student_weights
-from models.spiking_bert import SpikingBertForGeneralKD
+from models.snn_ide_bert import SpikingBertForGeneralKD
 from transformer.modeling import BertModel
 from transformer.tokenization import load_vocab
 

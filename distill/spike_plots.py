@@ -11,7 +11,6 @@ import torch
 
 from transformer.file_utils import write_atomically
 
-from transformer.modeling import embed_inputs
 
 POPULATION_COLOURS = {"embedding": "black", "key": "tab:blue", "value": "tab:orange", "attention": "tab:green",
                       "self_output": "tab:red", "intermediate": "tab:purple", "output": "tab:brown"}
@@ -23,8 +22,7 @@ def spike_trace(model, feature, steps_used):
     steps) of one sentence simulated alone."""
     length = feature.seq_length
     ids, segments = (torch.tensor([getattr(feature, name)[:length]]) for name in ("input_ids", "segment_ids"))
-    current, mask = embed_inputs(model.bert.embeddings, ids, segments, torch.ones_like(ids))
-    simulation = model.bert.start_simulation(current, mask, keep_scores=False)
+    simulation = model.start_simulation(ids, segments, torch.ones_like(ids))
     cls_rates, token_rates = [], None
     for step in range(1, model.config.spiking.t_conv + 1):
         counts = simulation.run(1).spike_counts().flat()

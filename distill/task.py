@@ -46,7 +46,7 @@ from distill.script import TrainingScript
 from distill.training import set_seed
 from glue import TEST_SET, TaskFeatures, convert_examples_to_features, get_processor, main_metric
 from models.pretrained import check_student_weights
-from models.spiking_bert import SpikingBertForSequenceClassification
+from models.snn_ide_bert_classi import SpikingBertForSequenceClassification
 from modules.energy import BertSize
 from transformer.modeling import BertForSequenceClassification
 from transformer.tokenization import BertTokenizer

@@ -1,7 +1,8 @@
-"""Spiking BERT students (models/spiking_bert.py) and their configuration (models/config.py)."""
+"""Spiking BERT students (models/snn_ide_bert.py, models/snn_ide_bert_classi.py) and their configuration
+(models/config.py)."""
 from models.config import SpikingBertConfig, SpikingConfig
-from models.spiking_bert import (SpikingBertForGeneralKD, SpikingBertForSequenceClassification, SpikingBertModel,
-                                 SpikingBertOutput)
+from models.snn_ide_bert import SpikingBertForGeneralKD, SpikingBertModel, SpikingBertOutput
+from models.snn_ide_bert_classi import SpikingBertForSequenceClassification
 
 __all__ = ["SpikingBertConfig", "SpikingConfig", "SpikingBertForGeneralKD", "SpikingBertForSequenceClassification",
            "SpikingBertModel", "SpikingBertOutput"]

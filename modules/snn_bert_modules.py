@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.neurons import make_neuron
+from modules.snn_modules import make_neuron
 from transformer.modeling import BertIntermediate, BertOutput, BertSelfAttention, BertSelfOutput
 
 

@@ -235,7 +235,7 @@ def last_line(result):
 
 def make_classifier_student(directory, layers=1, seed=0, **config):
     """A spiking classification student (2 labels) with weights and vocab, as task KD leaves one."""
-    from models.spiking_bert import SpikingBertForSequenceClassification
+    from models.snn_ide_bert_classi import SpikingBertForSequenceClassification
     make_student_config(directory, layers=layers, num_labels=2, **config)
     torch.manual_seed(seed)
     student = SpikingBertForSequenceClassification.from_pretrained(directory)

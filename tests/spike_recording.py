@@ -1,5 +1,5 @@
 """Recording the simulation's own spike trains, for tests that check them against a reference."""
-from modules.neurons import IFNeuron
+from modules.snn_modules import IFNeuron
 
 
 def record_spikes(monkeypatch):

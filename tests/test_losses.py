@@ -10,7 +10,7 @@ from distill.losses import (LOSSES, attention_distribution_kl, attention_mse, ch
                             internal_layer_loss, layer_map, mean_spike_rate, minilm_loss, patient_kd_loss,
                             prediction_loss, soft_cross_entropy, true_label_loss, value_relation_kl,
                             with_rate_penalty)
-from modules.simulation import Populations
+from modules.snnide_bert_multilayer_modules import Populations
 from modules.snn_bert_modules import LayerPopulations
 from transformer.modeling import BertConfig, BertModelOutput
 

@@ -11,7 +11,7 @@ import spiking_bert_task_distill as task
 from distill_fixtures import make_student_config, make_teacher, write_task
 from models import SpikingBertForSequenceClassification
 from models.initialisation import calibrate_thresholds, init_from_teacher, leading_directions, low_rank, project
-from modules.neurons import IFNeuron, LeakyIFNeuron
+from modules.snn_modules import IFNeuron, LeakyIFNeuron
 from transformer.modeling import BertConfig, BertModel, embed_inputs
 
 T = 8

@@ -116,7 +116,7 @@ def test_spike_trace_rates_match_the_evaluation(students):
     from distill.prediction import read_sentences, sentence_features
     from distill.spike_plots import spike_trace
     from glue import get_processor
-    from models.spiking_bert import SpikingBertForSequenceClassification
+    from models.snn_ide_bert_classi import SpikingBertForSequenceClassification
     from transformer.tokenization import BertTokenizer
 
     student = SpikingBertForSequenceClassification.from_pretrained(students["sst-2"]["student"]).eval()

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from models import SpikingBertForGeneralKD, SpikingBertForSequenceClassification
-from modules.neurons import IFNeuron, LeakyIFNeuron
+from modules.snn_modules import IFNeuron, LeakyIFNeuron
 from transformer.modeling import BertConfig
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pre_refactor")

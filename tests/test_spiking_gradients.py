@@ -3,7 +3,7 @@ import torch
 
 from models import SpikingBertForGeneralKD
 from modules.broyden import broyden
-from modules.neurons import IFNeuron, StraightThrough
+from modules.snn_modules import IFNeuron, StraightThrough
 from transformer.modeling import BertConfig, extended_attention_mask
 
 

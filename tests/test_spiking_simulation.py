@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from models import SpikingBertForGeneralKD
 from models.config import SpikingBertConfig
-from modules.neurons import IFNeuron
-from modules.simulation import chunk_steps, step_bytes
+from modules.snn_modules import IFNeuron
+from modules.snnide_bert_multilayer_modules import chunk_steps, step_bytes
 from modules.snn_bert_modules import StepDropout
 from spike_recording import record_spikes
 from transformer.modeling import BertConfig, extended_attention_mask
