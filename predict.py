@@ -79,14 +79,14 @@ def check_args(args):
 def load_student(args, num_labels):
     config = read_student_config(args.spiking_student_model, spiking_overrides(args))
     require_weights(args.spiking_student_model, "--spiking_student_model")
-    if getattr(config, "num_labels", None) != num_labels:
+    if config.num_labels != num_labels:
         raise ValueError(f"--spiking_student_model {args.spiking_student_model} has "
-                         f"{getattr(config, 'num_labels', None)} labels, task {args.task_name} has {num_labels}")
+                         f"{config.num_labels} labels, task {args.task_name} has {num_labels}")
     student = SpikingBertForSequenceClassification.from_pretrained(args.spiking_student_model,
                                                                    flags=spiking_overrides(args))
     if student.classifier_initialized:
         raise ValueError(f"--spiking_student_model {args.spiking_student_model} has no trained classifier")
-    return student.eval(), bool(getattr(config, "do_lower_case", False))
+    return student.eval(), bool(config.do_lower_case)
 
 
 def write_spike_plots(args, student, features, sentences, rows, tokenizer):

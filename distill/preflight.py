@@ -69,7 +69,7 @@ def read_student_config(model_dir, flags, flag="--spiking_student_model"):
 
 def fit_size_override(student_config, teacher_config):
     """fit_size must be the teacher's hidden size: set it when absent, refuse a contradicting one."""
-    fit_size = getattr(student_config, "fit_size", None)
+    fit_size = student_config.fit_size
     if fit_size is None:
         return {"fit_size": teacher_config.hidden_size}
     if fit_size != teacher_config.hidden_size:

@@ -172,7 +172,7 @@ class TaskDistillation(TrainingScript):
         teacher_config = read_model_config(args.teacher_model, "--teacher_model")
         require_weights(args.teacher_model, "--teacher_model")
         BertForSequenceClassification.check_weights(args.teacher_model)
-        teacher_labels = getattr(teacher_config, "num_labels", None)
+        teacher_labels = teacher_config.num_labels
         if teacher_labels is None:
             raise ValueError(f"--teacher_model {args.teacher_model}: config has no num_labels (not a task teacher)")
         if teacher_labels != len(self.label_list):
@@ -201,7 +201,7 @@ class TaskDistillation(TrainingScript):
         if args.teacher_model is not None:
             teacher_config = read_model_config(args.teacher_model, "--teacher_model")
             return BertSize.of(teacher_config, num_labels), f"--teacher_model {args.teacher_model}"
-        record = getattr(student_config, "teacher_size", None)
+        record = student_config.teacher_size
         if record is not None:
             source = f"teacher_size in {args.spiking_student_model}/config.json"
             return size_from_record(record, num_labels, source), source
@@ -216,7 +216,7 @@ class TaskDistillation(TrainingScript):
             vocab_path(args.teacher_model) if self.mode.uses_teacher else None)
         if self.vocab_file is None:
             raise FileNotFoundError(f"--spiking_student_model {args.spiking_student_model}: no vocab.txt")
-        recorded = getattr(student_config, "do_lower_case", None)
+        recorded = student_config.do_lower_case
         if recorded is not None and recorded != args.do_lower_case:
             logger.warning("the student was trained with do_lower_case=%s, this run uses %s", recorded,
                            args.do_lower_case)
@@ -225,7 +225,7 @@ class TaskDistillation(TrainingScript):
     def _check_student_head(self, student_config):
         """A student that already has a classifier must have the task's label count (or lose it)."""
         args = self.args
-        student_labels, task_labels = getattr(student_config, "num_labels", None), len(self.label_list)
+        student_labels, task_labels = student_config.num_labels, len(self.label_list)
         if not self.mode.trains and student_labels is None:
             raise ValueError(f"--spiking_student_model {args.spiking_student_model}: config has no num_labels "
                              "(no trained classifier to evaluate)")

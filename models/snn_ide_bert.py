@@ -231,7 +231,7 @@ class SpikingBertPreTrainedModel(BertPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(SpikingBertConfig.from_bert_config(config))
-        if getattr(self.config, "fit_size", None) is None:
+        if self.config.fit_size is None:
             self.config.fit_size = self.config.hidden_size
         self.bert = SpikingBertModel(self.config)
         self.fit_dense = nn.Linear(self.config.hidden_size, self.config.fit_size)

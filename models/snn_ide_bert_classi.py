@@ -23,7 +23,7 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
 
     @classmethod
     def build(cls, config):
-        if getattr(config, "num_labels", None) is None:
+        if config.num_labels is None:
             raise ValueError("num_labels is neither in the student config nor given")
         return cls(config, config.num_labels)
 

@@ -37,9 +37,21 @@ class BertConfig:
         layer_norm_eps=1e-12,
     )
 
+    # Keys a config.json may lack, and what a missing one means: read like any attribute, written only when set.
+    # num_labels and id2label belong to task models, classifier_head to teachers, fit_size, teacher_size and
+    # do_lower_case to spiking students (models/config.py).
+    optional = dict(num_labels=None, id2label=None, pad_token_id=0, classifier_head="tinybert", fit_size=None,
+                    teacher_size=None, do_lower_case=None)
+
     def __init__(self, **kwargs):
         for key, value in {**self.defaults, **kwargs}.items():
             setattr(self, key, value)
+
+    def __getattr__(self, name):  # called only for an attribute that is not set
+        try:
+            return type(self).optional[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no {name!r}") from None
 
     @classmethod
     def from_dict(cls, values):
@@ -170,7 +182,7 @@ class BertEmbeddings(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.word_embeddings = nn.Embedding(
-            config.vocab_size, config.hidden_size, padding_idx=getattr(config, "pad_token_id", 0)
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
         )
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
@@ -508,13 +520,13 @@ class BertForSequenceClassification(BertPreTrainedModel):
     def __init__(self, config, num_labels=None):
         config = copy.deepcopy(config)
         if num_labels is None:
-            num_labels = getattr(config, "num_labels", None)
-        if num_labels is None and getattr(config, "id2label", None):
+            num_labels = config.num_labels
+        if num_labels is None and config.id2label:
             num_labels = len(config.id2label)
         if num_labels is None:
             raise ValueError("num_labels is not given and the config has no num_labels")
         config.num_labels = int(num_labels)
-        config.classifier_head = getattr(config, "classifier_head", "tinybert")
+        config.classifier_head = config.classifier_head  # written to config.json, the default made explicit
         if config.classifier_head not in CLASSIFIER_HEADS:
             raise ValueError(
                 f"classifier_head {config.classifier_head!r} is not one of {', '.join(CLASSIFIER_HEADS)}"
