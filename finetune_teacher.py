@@ -110,8 +110,7 @@ class TeacherFineTuning(TrainingScript):
         model = wrap_student(teacher, devices)
 
         def loss_fn(batch):
-            input_ids, input_mask, segment_ids, labels = batch
-            return {"loss": true_label_loss(model(input_ids, segment_ids, input_mask).logits, labels, output_mode)}
+            return {"loss": true_label_loss(model(**batch.inputs()).logits, batch.labels, output_mode)}
 
         def evaluate_sets(names):
             return [evaluate(model, eval_sets[name], name, output_mode, args.eval_batch_size, devices,

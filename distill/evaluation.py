@@ -96,21 +96,21 @@ def run_model(model, features, batch_size, devices, sort_by_length=True, stoppin
     batches = eval_batches(features, batch_size, sort_by_length)
     logits_all, labels_all, lengths_all, rates_all, spikes_all, steps_all = [], [], [], [], [], []
     for rows in batches:
-        input_ids, input_mask, segment_ids, labels, lengths = pad_batch([features[i] for i in rows])
-        inputs = [t.to(devices.device) for t in (input_ids, segment_ids, input_mask)]
+        batch = pad_batch([features[i] for i in rows])
+        inputs = batch.map(lambda t: t.to(devices.device)).inputs()
         with devices.autocast():
             if stopping_rule is not None:  # drives the simulation itself: on one device, without DataParallel
-                outputs = simulate_until_settled(unwrap(model), *inputs, stopping_rule)
+                outputs = simulate_until_settled(unwrap(model), rule=stopping_rule, **inputs)
             else:
-                outputs = model(*inputs, output_rates=True) if spiking else model(*inputs)
+                outputs = model(**inputs, output_rates=True) if spiking else model(**inputs)
         logits_all.append(outputs.logits.float().cpu())
-        labels_all.append(labels)
-        lengths_all.append(lengths)
+        labels_all.append(batch.labels)
+        lengths_all.append(batch.lengths)
         if spiking:
             rates_all.append(outputs.population_rates.float().cpu())
             spikes_all.append(outputs.population_spikes.cpu())
             steps_all.append(outputs.steps.cpu() if stopping_rule is not None else
-                             torch.full_like(lengths, unwrap(model).config.spiking.t_conv))
+                             torch.full_like(batch.lengths, unwrap(model).config.spiking.t_conv))
     file_order = torch.from_numpy(np.argsort(np.concatenate(batches)))
 
     def gathered(parts):

@@ -85,7 +85,7 @@ class GeneralDistillation(TrainingScript):
         if self.resume_from is None and (args.init_from_teacher or args.calibrate_vth is not None):
             first_epoch = epochs[0].load()
             try:
-                self.start_student(student, first_epoch, lambda batch: batch, teacher)
+                self.start_student(student, first_epoch, teacher)
             finally:
                 first_epoch.close()
         teacher_model, student_model = wrap_frozen(teacher, devices), wrap_student(student, devices)
@@ -93,12 +93,12 @@ class GeneralDistillation(TrainingScript):
         output_values = "minilm" in args.kd_losses
 
         def loss_fn(batch):
-            input_ids, segment_ids, input_mask = batch
             with torch.no_grad():
-                teacher_outputs = teacher_model(input_ids, segment_ids, input_mask, output_values=output_values)
-            student = student_model(input_ids, segment_ids, input_mask)
-            return with_rate_penalty(internal_layer_loss(student, teacher_outputs, input_mask, args.kd_losses),
-                                     student, input_mask, args.rate_penalty)
+                teacher_outputs = teacher_model(**batch.inputs(), output_values=output_values)
+            student = student_model(**batch.inputs())
+            return with_rate_penalty(internal_layer_loss(student, teacher_outputs, batch.attention_mask,
+                                                         args.kd_losses), student, batch.attention_mask,
+                                     args.rate_penalty)
 
         def on_checkpoint(_state):
             if devices.is_main:

@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 import torch
 
+from glue.features import Batch
 from transformer.checkpoint import read_json
 
 logger = logging.getLogger(__name__)
@@ -124,12 +125,13 @@ class PregeneratedEpoch:
         return np.asarray(self.input_mask.sum(axis=1, dtype=np.int64))
 
     def batch(self, indices):
-        """(input_ids, segment_ids, input_mask) of these rows, padded only to their longest member."""
+        """The Batch of these rows (no labels), padded only to their longest member."""
         mask = torch.from_numpy(np.asarray(self.input_mask[indices], dtype=np.int64))
-        length = int(mask.sum(dim=1).max())
+        lengths = mask.sum(dim=1)
+        length = int(lengths.max())
         input_ids = torch.from_numpy(np.asarray(self.input_ids[indices, :length], dtype=np.int64))
         segment_ids = torch.from_numpy(np.asarray(self.segment_ids[indices, :length], dtype=np.int64))
-        return input_ids, segment_ids, mask[:, :length]
+        return Batch(input_ids, segment_ids, mask[:, :length], lengths=lengths)
 
     def close(self):
         """Drop the arrays and delete the memory-mapped files, if any."""

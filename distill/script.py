@@ -116,9 +116,9 @@ class TrainingScript:
         if getattr(args, "calibrate_vth", None) is not None and not student_config.spiking.per_population_thresholds:
             raise ValueError("--calibrate_vth needs --threshold_scope population or neuron")
 
-    def start_student(self, student, data, batch_inputs, teacher=None):
+    def start_student(self, student, data, teacher=None):
         """--init_from_teacher, then --calibrate_vth on the first training examples (epoch 0's order, four
-        batches); nothing for a resumed run. ``batch_inputs(batch)`` -> (input_ids, token_type_ids, mask)."""
+        batches); nothing for a resumed run."""
         args = self.args
         if self.resume_from is not None:
             return
@@ -126,7 +126,7 @@ class TrainingScript:
             init_from_teacher(student, teacher.state_dict(), teacher.config)
         if args.calibrate_vth is not None:
             order = epoch_order(len(data), args.seed, 0)[:4 * args.train_batch_size]
-            calibrate_thresholds(student, *batch_inputs(data.batch(order)), args.calibrate_vth)
+            calibrate_thresholds(student, data.batch(order), args.calibrate_vth)
 
     def train(self, *, model, bare_model, devices, epochs, loss_fn, on_checkpoint, schedule, vocab_file,
               settings=None):

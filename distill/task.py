@@ -310,7 +310,7 @@ class TaskDistillation(TrainingScript):
             teacher = wrap_frozen(teacher.eval(), devices)
         student = self._load_student(self.resume_from or args.spiking_student_model)
         train_data = TaskFeatures(self.train_features)
-        self.start_student(student, train_data, lambda batch: (batch[0], batch[2], batch[1]),
+        self.start_student(student, train_data,
                            teacher=unwrap(teacher) if teacher is not None else None)
         student_model = wrap_student(student, devices)
         logger.info("%d training examples", len(train_data))
@@ -354,13 +354,12 @@ class TaskDistillation(TrainingScript):
             return {"loss": prediction_loss(student.logits, teacher_outputs.logits, labels, output_mode, temperature)}
 
         def loss_fn(batch):
-            input_ids, input_mask, segment_ids, labels = batch
-            student = student_model(input_ids, segment_ids, input_mask)
+            student = student_model(**batch.inputs())
             teacher_outputs = None
             if teacher is not None:
                 with torch.no_grad():
-                    teacher_outputs = teacher(input_ids, segment_ids, input_mask, output_values=output_values)
-            return with_rate_penalty(mode_losses(student, teacher_outputs, input_mask, labels), student, input_mask,
-                                     rate_penalty)
+                    teacher_outputs = teacher(**batch.inputs(), output_values=output_values)
+            return with_rate_penalty(mode_losses(student, teacher_outputs, batch.attention_mask, batch.labels),
+                                     student, batch.attention_mask, rate_penalty)
 
         return loss_fn

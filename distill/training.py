@@ -118,18 +118,18 @@ def steps_in_epoch(num_examples, batch_size):
 
 
 def shard(batch, rank, world_size):
-    """This rank's rows of a micro-batch (a tuple of tensors) and how many real rows it holds.
+    """This rank's rows of a micro-batch (a glue.Batch) and how many real rows it holds.
 
     A rank left without rows (a tiny last batch) runs the first row with weight 0, so
     that every rank still takes part in the gradient all-reduce.
     """
     if world_size == 1:
-        return batch, batch[0].shape[0]
-    rows = np.array_split(np.arange(batch[0].shape[0]), world_size)[rank]
+        return batch, batch.size
+    rows = np.array_split(np.arange(batch.size), world_size)[rank]
     if len(rows) == 0:
-        return tuple(t[:1] for t in batch), 0
+        return batch.map(lambda t: t[:1]), 0
     rows = torch.from_numpy(rows)
-    return tuple(t[rows] for t in batch), len(rows)
+    return batch.map(lambda t: t[rows]), len(rows)
 
 
 @dataclass
@@ -210,7 +210,7 @@ class NonFiniteLoss(ValueError):
 class TrainingLoop:
     """Runs the optimisation steps, logs, checkpoints and resumes.
 
-    ``loss_fn(batch)`` gets this rank's rows of a micro-batch (a tuple of tensors on the
+    ``loss_fn(batch)`` gets this rank's rows of a micro-batch (a glue.Batch on the
     device) and returns a dict of scalar tensors whose "loss" entry is optimised; the
     other entries are logged. ``on_checkpoint(state)`` runs (on every rank, before the
     resumable checkpoint is written) at every --eval_step and at each epoch end: it may
@@ -296,7 +296,7 @@ class TrainingLoop:
         sums = {}
         for i, micro in enumerate(micro_batches):
             batch, rows_here = shard(data.batch(micro), devices.rank, devices.world_size)
-            batch = tuple(t.to(devices.device) for t in batch)
+            batch = batch.map(lambda t: t.to(devices.device))
             weight = rows_here * devices.world_size / rows_in_step
             with no_sync(self.model, skip_sync=i < len(micro_batches) - 1):
                 with devices.autocast():

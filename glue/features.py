@@ -3,6 +3,7 @@
 Padding uses id 0, the ``[PAD]`` id of every BERT WordPiece vocabulary.
 """
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -64,21 +65,42 @@ def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer
     return features
 
 
-def pad_batch(features):
-    """Collate features (padded or not) into tensors padded to the longest sequence in the batch.
+class Batch(NamedTuple):
+    """A batch padded to its longest member, every tensor [B, ...] named: the model inputs (in the order the
+    models take them), then, for task data, the labels (long for classification, float for regression) and
+    the real lengths. Training (distill/training.py), evaluation and both data sources use it."""
+    input_ids: torch.Tensor
+    token_type_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: Optional[torch.Tensor] = None
+    lengths: Optional[torch.Tensor] = None
 
-    Returns ``(input_ids, input_mask, segment_ids, label_ids, seq_lengths)``; label_ids are long for
-    classification and float for regression. Use as ``DataLoader(features, collate_fn=pad_batch)``.
-    """
+    @property
+    def size(self):
+        return self.input_ids.shape[0]
+
+    def inputs(self):
+        """The model's keyword arguments."""
+        return {"input_ids": self.input_ids, "token_type_ids": self.token_type_ids,
+                "attention_mask": self.attention_mask}
+
+    def map(self, fn):
+        """The batch with ``fn`` applied to every tensor it holds (selecting rows, moving to a device)."""
+        return Batch(*(None if tensor is None else fn(tensor) for tensor in self))
+
+
+def pad_batch(features):
+    """Collate features (padded or not) into a Batch padded to the longest sequence in the batch.
+    Use as ``DataLoader(features, collate_fn=pad_batch)``."""
     width = max(f.seq_length for f in features)
 
     def column(name):
         return torch.tensor([(getattr(f, name) + [PAD_ID] * width)[:width] for f in features], dtype=torch.long)
 
     label_dtype = torch.float if isinstance(features[0].label_id, float) else torch.long
-    return (column("input_ids"), column("input_mask"), column("segment_ids"),
-            torch.tensor([f.label_id for f in features], dtype=label_dtype),
-            torch.tensor([f.seq_length for f in features], dtype=torch.long))
+    return Batch(column("input_ids"), column("segment_ids"), column("input_mask"),
+                 torch.tensor([f.label_id for f in features], dtype=label_dtype),
+                 torch.tensor([f.seq_length for f in features], dtype=torch.long))
 
 
 class TaskFeatures:
@@ -99,8 +121,8 @@ class TaskFeatures:
         return [f.seq_length for f in self.features]
 
     def batch(self, indices):
-        """(input_ids, input_mask, segment_ids, label_ids), padded to the longest member."""
-        return pad_batch([self.features[i] for i in indices])[:4]
+        """The Batch of these examples, padded to the longest member."""
+        return pad_batch([self.features[i] for i in indices])
 
     def close(self):
         pass

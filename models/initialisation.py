@@ -116,14 +116,16 @@ def init_from_teacher(student, teacher_state, teacher_config):
 
 
 @torch.no_grad()
-def calibrate_thresholds(student, input_ids, token_type_ids, attention_mask, percentile):
-    """Set every population's threshold from its input currents in one surrogate pass over the batch."""
+def calibrate_thresholds(student, batch, percentile):
+    """Set every population's threshold from its input currents in one surrogate pass over ``batch`` (a
+    glue.Batch)."""
     if not 0 < percentile <= 100:
         raise ValueError(f"--calibrate_vth must be in (0, 100], got {percentile}")
     bert = student.bert
     was_training = student.training
     student.eval()
-    embedding_current, mask = embed_inputs(bert.embeddings, input_ids, token_type_ids, attention_mask)
+    embedding_current, mask = embed_inputs(bert.embeddings, batch.input_ids, batch.token_type_ids,
+                                           batch.attention_mask)
     bert.surrogate(embedding_current, mask, before_firing=lambda neuron, current: neuron.calibrate(current,
                                                                                                    percentile))
     student.train(was_training)

@@ -37,8 +37,8 @@ def dev_features(count=30, seed=0):
 
 
 def batch_of(features):
-    input_ids, input_mask, segment_ids, _, _ = pad_batch(features)
-    return input_ids, segment_ids, input_mask
+    batch = pad_batch(features)
+    return batch.input_ids, batch.token_type_ids, batch.attention_mask
 
 
 def settled(model, features, rule):

@@ -221,7 +221,8 @@ def test_valid_pregenerated_lines_are_loaded(tmp_path):
     data = write_epoch(tmp_path / "data", [GOOD_LINE, b"", GOOD_LINE])
     vocab = {token: i for i, token in enumerate(VOCAB)}
     epoch = PregeneratedEpoch(str(data), str(tmp_path / "data" / "epoch_0_metrics.json"), vocab, 16)
-    input_ids, segment_ids, mask = epoch.batch([0, 1])
+    input_ids, segment_ids, mask, labels, lengths = epoch.batch([0, 1])
+    assert labels is None and lengths.tolist() == [4, 4]
     assert input_ids.tolist() == [[vocab[t] for t in ("[CLS]", "the", "movie", "[SEP]")]] * 2
     assert segment_ids.tolist() == [[0] * 4] * 2 and mask.tolist() == [[1] * 4] * 2
 

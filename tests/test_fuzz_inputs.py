@@ -205,7 +205,7 @@ def test_pregenerated_reader_on_fuzzed_files(tmp_path):
             assert str(data) in message or str(metrics) in message, message
             assert sorted(os.listdir(folder)) == ["epoch_0.json", "epoch_0_metrics.json"]
             continue
-        input_ids, segment_ids, mask = epoch.batch(list(range(len(epoch))))
+        input_ids, segment_ids, mask, _, _ = epoch.batch(list(range(len(epoch))))
         assert input_ids[:, 0].eq(vocab["[CLS]"]).all() and mask[:, 0].eq(1).all()
         assert segment_ids.eq(0).all() and input_ids.shape == mask.shape
         epoch.close()

@@ -141,7 +141,7 @@ def test_unpadded_features_and_pad_batch(tokenizer):
     examples = [InputExample("a", "the dog", None, "1"), InputExample("b", "the dog barks fast .", "what ?", "0")]
     features = convert_examples_to_features(examples, ["0", "1"], 64, tokenizer, "classification", pad_to_max=False)
     assert [len(f.input_ids) for f in features] == [4, 10]
-    input_ids, input_mask, segment_ids, label_ids, lengths = pad_batch(features)
+    input_ids, segment_ids, input_mask, label_ids, lengths = pad_batch(features)  # the Batch fields, in order
     assert input_ids.shape == (2, 10) and input_ids[0, 4:].eq(0).all()
     assert input_ids[1].tolist() == features[1].input_ids
     assert input_mask.sum(1).tolist() == [4, 10] and lengths.tolist() == [4, 10]
@@ -149,7 +149,7 @@ def test_unpadded_features_and_pad_batch(tokenizer):
     assert label_ids.tolist() == [1, 0] and label_ids.dtype == torch.long
     regression = convert_examples_to_features([InputExample("c", "a", None, 2.5)], [None], 8, tokenizer,
                                               "regression")
-    assert pad_batch(regression)[3].dtype == torch.float and pad_batch(regression)[0].shape == (1, 3)
+    assert pad_batch(regression).labels.dtype == torch.float and pad_batch(regression).input_ids.shape == (1, 3)
 
 
 def test_missing_file_names_it(tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 import spiking_bert_task_distill as task
 from distill_fixtures import make_student_config, make_teacher, write_task
+from glue import Batch
 from models import SpikingBertForSequenceClassification
 from models.initialisation import calibrate_thresholds, init_from_teacher, leading_directions, low_rank, project
 from modules.snn_modules import IFNeuron, LeakyIFNeuron
@@ -127,7 +128,7 @@ def test_calibrated_thresholds_are_the_percentile_of_each_populations_currents()
     torch.manual_seed(0)
     model = SpikingBertForSequenceClassification(tiny_config(threshold_scope="population"), 2).eval()
     ids, segments, mask = tiny_batch()
-    thresholds = calibrate_thresholds(model, ids, segments, mask, 90)
+    thresholds = calibrate_thresholds(model, Batch(ids, segments, mask), 90)
     # Recompute the embedding population's currents and the first key population's from the calibrated model.
     embedding_current, additive = embed_inputs(model.bert.embeddings, ids, segments, mask)
     positive = embedding_current[embedding_current > 0]
@@ -140,7 +141,7 @@ def test_calibrated_thresholds_are_the_percentile_of_each_populations_currents()
         positive.kthvalue(math.ceil(0.9 * positive.numel())).values.item(), rel=1e-6)
     assert len({round(t.item(), 6) for t in thresholds.values()}) > 5  # populations differ
     with pytest.raises(ValueError, match="threshold_scope 'population' or 'neuron'"):
-        calibrate_thresholds(SpikingBertForSequenceClassification(tiny_config(), 2), ids, segments, mask, 90)
+        calibrate_thresholds(SpikingBertForSequenceClassification(tiny_config(), 2), Batch(ids, segments, mask), 90)
 
 
 def test_init_from_teacher_copies_the_mapped_layers_exactly():
