@@ -12,7 +12,6 @@ Training reuses the distillation scripts' loop (distill/), so data order, checkp
 """
 import argparse
 import logging
-import math
 
 from distill.checkpointing import publish_student
 from distill.cli import add_run_args, check_positive_args
@@ -119,12 +118,9 @@ class TeacherFineTuning(TrainingScript):
         def on_checkpoint(state):
             results = evaluate_sets([name for name in eval_sets if name != TEST_SET])
             score = main_metric(args.task_name, results[0].metrics)
-            if math.isnan(score):  # e.g. correlation of constant predictions
-                score = -math.inf
             logger.info("step %d dev: %s", state.global_step,
                         "; ".join(f"{r.set_name} {r.metrics} eval_loss {r.eval_loss:.6g}" for r in results))
-            if state.best_metric is None or score > state.best_metric:
-                state.best_metric, state.best_step = score, state.global_step
+            if state.is_new_best(score):
                 results += evaluate_sets([name for name in eval_sets if name == TEST_SET])  # for dev's choice only
                 log_test_results(results)
                 publish_student(args.output_dir, unwrap(model), self.vocab_file)

@@ -26,7 +26,6 @@ tokens weigh less in the IKD loss than with padding to --max_seq_length; nothing
 excluded explicitly.
 """
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
@@ -325,8 +324,7 @@ class TaskDistillation(TrainingScript):
             metric = main_metric(self.task, results[0].metrics)
             logger.info("step %d dev: %s", state.global_step,
                         "; ".join(f"{r.set_name} {r.metrics} eval_loss {r.eval_loss:.6g}" for r in results))
-            if state.best_metric is None or math.isnan(state.best_metric) or metric > state.best_metric:
-                state.best_metric, state.best_step = metric, state.global_step
+            if state.is_new_best(metric):
                 results += self._evaluate(student, devices, [name for name in self.eval_features if name == TEST_SET])
                 log_test_results(results)
                 publish_student(args.output_dir, student, self.vocab_file)

@@ -143,6 +143,17 @@ class TrainState:
     hooked_step: int = None  # last step whose scheduled checkpoint hook (evaluation, publishing) ran
     run: dict = field(default_factory=dict)
 
+    def is_new_best(self, score):
+        """The training scripts' one best-checkpoint rule: a dev score becomes the best (returns True, with this
+        step) when there is none yet or it beats the best. A NaN score (e.g. the correlation of constant
+        predictions) counts as -inf: it never beats a number, and any number beats it."""
+        score = -math.inf if math.isnan(score) else score
+        best = self.best_metric
+        if best is not None and not math.isnan(best) and score <= best:  # a NaN best: from older checkpoints
+            return False
+        self.best_metric, self.best_step = score, self.global_step
+        return True
+
     @classmethod
     def from_saved(cls, saved, run):
         return cls(global_step=saved["global_step"], epoch=saved["epoch"],

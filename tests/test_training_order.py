@@ -80,3 +80,20 @@ def test_bucketed_pred_distill_stop_and_resume_equals_uninterrupted(tmp_path):
     final = lambda d: load_state(str(d / "checkpoint-step8"))  # noqa: E731
     assert max_abs_difference(final(resumed), final(full)) == 0.0
     assert (resumed / "eval_results.txt").read_text() == (full / "eval_results.txt").read_text()
+
+
+def test_one_best_checkpoint_rule_for_every_script():
+    """A NaN dev score counts as -inf (finetune_teacher.py and the task script share TrainState.is_new_best)."""
+    import math
+
+    from distill.training import TrainState
+    state = TrainState()
+    chosen = []
+    for step, score in enumerate([math.nan, math.nan, 0.5, 0.5, math.nan, 0.7, 0.6], 1):
+        state.global_step = step
+        if state.is_new_best(score):
+            chosen.append(step)
+    assert chosen == [1, 3, 6] and (state.best_metric, state.best_step) == (0.7, 6)
+    older = TrainState(best_metric=math.nan, best_step=2)  # a NaN best saved by an earlier version
+    older.global_step = 4
+    assert older.is_new_best(0.1) and older.best_step == 4
