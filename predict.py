@@ -98,7 +98,7 @@ def write_spike_plots(args, student, features, sentences, rows, tokenizer):
         label = row.get("label", row.get("score"))
         path = os.path.join(args.plot_dir, f"spikes_line{sentence.line_number}.png")
         plot_sentence(path, tokens, names, token_rates, cls_rates, row["steps"],
-                      stopped_early=args.adaptive_t_conv, title=f"line {sentence.line_number}: {label}")
+                      stopped_early=args.adaptive_t_conv, title=f"line {sentence.line_number}: predicted {label}")
         logger.info("wrote %s", path)
 
 

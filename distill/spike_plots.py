@@ -42,8 +42,9 @@ def plot_sentence(path, tokens, population_names, token_rates, cls_rates, steps_
     figure, (heatmap_axis, steps_axis) = plt.subplots(
         2, 1, figsize=(max(6.0, 0.35 * len(tokens) + 2.5), 3.0 + 0.12 * len(population_names)),
         gridspec_kw={"height_ratios": [max(2.0, 0.12 * len(population_names)), 1.6]})
-    image = heatmap_axis.imshow(token_rates.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                                interpolation="nearest")
+    # The colour scale ends at the highest rate drawn: rates are mostly far below 1.
+    image = heatmap_axis.imshow(token_rates.numpy(), aspect="auto", cmap="viridis", vmin=0,
+                                vmax=max(float(token_rates.max()), 1e-6), interpolation="nearest")
     heatmap_axis.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
     heatmap_axis.set_yticks(range(len(population_names)), population_names, fontsize=5)
     for boundary in range(1, len(population_names), 6):  # embedding, then six populations per layer
