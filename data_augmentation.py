@@ -24,7 +24,6 @@ import logging
 import os
 import random
 import shutil
-import sys
 
 import torch
 from tqdm import tqdm
@@ -33,9 +32,10 @@ from augmentation.augmenter import Augmenter, EmbeddingCandidates, MaskedLMCandi
 from augmentation.word_vectors import read_glove
 from corpus.pregeneration import batches, write_lines
 from distill.preflight import check_vocab_size, read_model_config
+from distill.script import run_main
 from glue.processors import get_processor
 from transformer.checkpoint import remove_interrupted_writes, weight_names
-from transformer.file_utils import check_writable, error_line, write_atomically
+from transformer.file_utils import check_writable, write_atomically
 from transformer.modeling import BertForMaskedLM, BertModel
 from transformer.tokenization import BertTokenizer
 
@@ -177,14 +177,8 @@ def augment_task(args):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        examples, rows, path = augment_task(args)
-    except KeyboardInterrupt:
-        print(f"interrupted: {OUTPUT_NAME} was not written (nothing is kept); rerun the same command",
-              file=sys.stderr)
-        sys.exit(130)
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {error_line(e)}") from None
+    examples, rows, path = run_main(augment_task, args, interrupted=f"interrupted: {OUTPUT_NAME} was not written "
+                                    "(nothing is kept); rerun the same command")
     print(f"{path}: {rows} rows from {examples} examples")
 
 

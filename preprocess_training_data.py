@@ -11,11 +11,11 @@ run that fails or is interrupted leaves the folder as it was.
 import argparse
 import logging
 import os
-import sys
 
 from corpus.pregeneration import PregenerationConfig, pregenerate, staged_output
+from distill.script import run_main
 from transformer.checkpoint import remove_scratch
-from transformer.file_utils import check_writable, error_line
+from transformer.file_utils import check_writable
 from transformer.tokenization import BertTokenizer
 
 LOG_NAME = "preprocess.log"
@@ -89,13 +89,8 @@ def generate(args):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(format=LOG_FORMAT, level=logging.INFO)
-    try:
-        stats = generate(args)
-    except KeyboardInterrupt:
-        print(f"interrupted: {args.output_dir} was left as it was; rerun the same command", file=sys.stderr)
-        sys.exit(130)
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {error_line(e)}") from None
+    stats = run_main(generate, args,
+                     interrupted=f"interrupted: {args.output_dir} was left as it was; rerun the same command")
     print(f"{stats['documents']} documents, {stats['words']} words; instances per epoch: {stats['instances']}")
 
 

@@ -176,13 +176,13 @@ def run_script(script_class, args):
         sys.exit(f"error: {error_line(e)}")
 
 
-def run_main(main, *args):
-    """Run a command-line ``main`` (the benchmarks'): bad input or a disk error ends the process with one
-    ``error: ...`` line, Ctrl-C with one line (exit code 130)."""
+def run_main(main, *args, interrupted="interrupted"):
+    """Run a command-line ``main`` (the benchmarks', preprocessing's, augmentation's): bad input or a disk error
+    ends the process with one ``error: ...`` line, Ctrl-C with the line ``interrupted`` (exit code 130)."""
     try:
         return main(*args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT_CODE)
     except INPUT_ERRORS as e:
         sys.exit(f"error: {error_line(e)}")

@@ -148,15 +148,25 @@ def assemble_mrpc(train_file, test_file, dev_ids_file, out_dir):
             test.write("\t".join([str(index)] + row[1:]) + "\n")
 
 
+def existing_task_folder(task, data_dir):
+    """The task's folder when an earlier run completed it (None when there is none); an incomplete one is an
+    error. Both sources (archive, hf) write a task folder only when it is complete."""
+    target = os.path.join(data_dir, FOLDERS[task])
+    if not os.path.isdir(target):
+        return None
+    if not is_complete(target, task):
+        raise DownloadError(f"{task}: {target} exists but lacks some of {', '.join(REQUIRED_FILES[task])}; "
+                            "remove it and rerun")
+    logger.info("%s: %s is complete, skipping", task, target)
+    return target
+
+
 def download_task(task, data_dir, urls, path_to_mrpc=None):
     """Fetch one task into ``data_dir``/folder; the folder appears only when complete."""
+    existing = existing_task_folder(task, data_dir)
+    if existing is not None:
+        return existing
     target = os.path.join(data_dir, FOLDERS[task])
-    if os.path.isdir(target):
-        if not is_complete(target, task):
-            raise DownloadError(f"{task}: {target} exists but lacks some of {', '.join(REQUIRED_FILES[task])}; "
-                                "remove it and rerun")
-        logger.info("%s: %s is complete, skipping", task, target)
-        return target
     work = tempfile.mkdtemp(prefix=f".{FOLDERS[task]}.download-", dir=data_dir)
     url = None
     try:

@@ -24,7 +24,7 @@ import os
 
 import numpy
 
-from glue.download import FOLDERS, REQUIRED_FILES, DownloadError, is_complete, parse_tasks
+from glue.download import FOLDERS, DownloadError, existing_task_folder, parse_tasks
 from transformer.checkpoint import atomic_directory
 
 logger = logging.getLogger(__name__)
@@ -171,13 +171,10 @@ def write_split(dataset, path, header, sources, config, where):
 
 def download_task_hf(datasets, task, data_dir, hf_path):
     """Write one task's folder from the hub config; the folder appears only when complete."""
+    existing = existing_task_folder(task, data_dir)
+    if existing is not None:
+        return existing
     target = os.path.join(data_dir, FOLDERS[task])
-    if os.path.isdir(target):
-        if not is_complete(target, task):
-            raise DownloadError(f"{task}: {target} exists but lacks some of {', '.join(REQUIRED_FILES[task])}; "
-                                "remove it and rerun")
-        logger.info("%s: %s is complete, skipping", task, target)
-        return target
     config = CONFIGS[task]
     files = FILES[task]
     try:
