@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modules.snn_modules import make_neuron
-from transformer.modeling import BertIntermediate, BertOutput, BertSelfAttention, BertSelfOutput
+from transformer.modeling import BertIntermediate, BertResidualOutput, BertSelfAttention
 
 
 class LayerPopulations(NamedTuple):
@@ -86,7 +86,7 @@ class SpikingBertAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.self = SplitSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = BertResidualOutput(config, config.hidden_size)
 
 
 class SpikingBertLayer(nn.Module):
@@ -96,7 +96,7 @@ class SpikingBertLayer(nn.Module):
         super().__init__()
         self.attention = SpikingBertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = BertResidualOutput(config, config.intermediate_size)
         dropout = DROPOUTS[config.spiking.dropout_masks]
         for block in (self.attention.self, self.attention.output, self.output):
             block.dropout = dropout(block.dropout.p)

@@ -233,10 +233,13 @@ class BertSelfAttention(nn.Module):
         return context, scores
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, config):
+class BertResidualOutput(nn.Module):
+    """LayerNorm(dropout(dense(x)) + residual): BERT's attention output (``input_size`` H) and layer output
+    (``input_size`` I) alike."""
+
+    def __init__(self, config, input_size):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -248,7 +251,7 @@ class BertAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = BertResidualOutput(config, config.hidden_size)
 
     def forward(self, hidden_states, attention_mask):
         context, scores = self.self(hidden_states, attention_mask)
@@ -265,23 +268,12 @@ class BertIntermediate(nn.Module):
         return self.activation(self.dense(hidden_states))
 
 
-class BertOutput(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states, input_tensor):
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
-
-
 class BertLayer(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = BertResidualOutput(config, config.intermediate_size)
 
     def forward(self, hidden_states, attention_mask):
         attention_output, scores = self.attention(hidden_states, attention_mask)
