@@ -9,7 +9,7 @@
 import argparse
 import sys
 
-from distill.cli import add_adaptive_args, add_shared_args
+from distill.cli import add_adaptive_args, add_shared_args, non_negative
 from distill.script import run_script
 from distill.task import TaskDistillation
 
@@ -25,6 +25,9 @@ def build_parser():
     parser.add_argument("--pred_distill", action="store_true", help="prediction-layer KD (default: task IKD)")
     parser.add_argument("--train_true_labels", action="store_true",
                         help="with --pred_distill: train on gold labels instead of the teacher's logits")
+    parser.add_argument("--energy_penalty", type=non_negative, default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x the accumulate part of the student's energy over a same-size ANN's "
+                             "(spikes weighted by their fan-out, as the energy report counts them) to the loss")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of prediction KD")
     parser.add_argument("--do_eval", action="store_true", help="only evaluate --spiking_student_model on dev")
     parser.add_argument("--eval_batch_size", type=int, default=32)

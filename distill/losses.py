@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from modules.energy import AC_ENERGY_PJ, MAC_ENERGY_PJ, bert_multiply_accumulates, fan_outs
 from transformer.modeling import extended_attention_mask
 
 # Pre-softmax scores at or below this value are masked positions (the mask adds -10000).
@@ -283,3 +284,27 @@ def with_rate_penalty(losses, student, attention_mask, weight):
     if not weight:
         return {**losses, "rate": rate.detach()}
     return {**losses, "loss": losses["loss"] + weight * rate, "rate": rate}
+
+
+def energy_ratio(rates, attention_mask, t_conv, size):
+    """The accumulate part of the student's energy over a same-size ANN's, for the batch: the sum over its
+    sentences of 0.9 pJ x ACs (each population's spikes, t_conv x its rates summed over real tokens and neurons,
+    times its fan-out) over the sum of 4.6 pJ x the ANN's MACs; the energy report's figure for the same
+    sentences (modules/energy.py counts both), differentiable through the rates (the surrogate's in training)."""
+    mask = attention_mask.to(rates.embedding.dtype)
+    lengths = mask.sum(dim=1)
+    fan = fan_outs(lengths, size)
+    spikes = [t_conv * (rate.sum(-1) * mask).sum(-1) for rate in rates.flat()]
+    accumulates = sum(count * fan[name] for count, name in zip(spikes, fan)).sum()
+    ann = sum(bert_multiply_accumulates(size, int(length)) for length in lengths.tolist())
+    return AC_ENERGY_PJ * accumulates / (MAC_ENERGY_PJ * ann)
+
+
+def with_energy_penalty(losses, student, attention_mask, weight, t_conv, size):
+    """``losses`` plus ``weight`` x energy_ratio of the student's rates (a SpikingBertOutput's; the student's
+    training t_conv and BertSize), logged as "energy"; unchanged for weight 0. Unlike the rate penalty it weighs
+    each population's spikes by what they cost (their fan-out)."""
+    if not weight:
+        return losses
+    ratio = energy_ratio(student.rates, attention_mask, t_conv, size)
+    return {**losses, "loss": losses["loss"] + weight * ratio, "energy": ratio}

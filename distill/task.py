@@ -37,7 +37,7 @@ from distill.devices import unwrap, wrap_frozen, wrap_student
 from distill.energy_report import describe_size, set_report, shape_record, size_from_record
 from distill.evaluation import check_eval_outputs, evaluate, log_test_results, write_eval_files
 from distill.losses import (check_compatible, internal_layer_loss, prediction_loss, true_label_loss,
-                            with_rate_penalty)
+                            with_energy_penalty, with_rate_penalty)
 from distill.preflight import (check_max_seq_length, check_same_vocab, check_vocab_size, fetch_model_args,
                                fit_size_override, read_model_config, read_student_config, require_weights,
                                spiking_differences, vocab_path)
@@ -92,8 +92,8 @@ def resolve_mode(args, output_mode):
 class TaskDistillation(TrainingScript):
     """Everything checked up front (so bad input writes nothing), then ``run()`` trains or evaluates."""
 
-    resume_flags = TrainingScript.resume_flags + ("kd_losses", "rate_penalty", "temperature", "aug_train",
-                                                  "pred_distill", "train_true_labels", "adaptive_t_conv")
+    resume_flags = TrainingScript.resume_flags + ("kd_losses", "rate_penalty", "energy_penalty", "temperature",
+                                                  "aug_train", "pred_distill", "train_true_labels", "adaptive_t_conv")
 
     def __init__(self, args):
         super().__init__(args)
@@ -333,15 +333,17 @@ class TaskDistillation(TrainingScript):
 
         finished, state = self.train(model=student_model, bare_model=student, devices=devices,
                                      epochs=[train_data] * args.num_train_epochs,
-                                     loss_fn=self._loss_fn(student_model, teacher), on_checkpoint=on_checkpoint,
+                                     loss_fn=self._loss_fn(student_model, teacher, student.config),
+                                     on_checkpoint=on_checkpoint,
                                      schedule=self.mode.schedule, vocab_file=self.vocab_file)
         if finished and self.mode.evaluates_dev:
             logger.info("best %s %.6g at step %s", self.task, state.best_metric, state.best_step)
 
-    def _loss_fn(self, student_model, teacher):
+    def _loss_fn(self, student_model, teacher, student_config):
         """loss(batch) -> dict of losses of the mode ("loss" is optimised, the rest logged)."""
         output_mode, temperature, loss = self.output_mode, self.args.temperature, self.mode.loss
-        kd_losses, rate_penalty = self.args.kd_losses, self.args.rate_penalty
+        kd_losses, rate_penalty, energy_penalty = self.args.kd_losses, self.args.rate_penalty, self.args.energy_penalty
+        t_conv, size = student_config.spiking.t_conv, BertSize.of(student_config)
         output_values = loss == "internal_layer" and "minilm" in kd_losses
 
         def mode_losses(student, teacher_outputs, input_mask, labels):
@@ -357,7 +359,8 @@ class TaskDistillation(TrainingScript):
             if teacher is not None:
                 with torch.no_grad():
                     teacher_outputs = teacher(**batch.inputs(), output_values=output_values)
-            return with_rate_penalty(mode_losses(student, teacher_outputs, batch.attention_mask, batch.labels),
-                                     student, batch.attention_mask, rate_penalty)
+            losses = with_rate_penalty(mode_losses(student, teacher_outputs, batch.attention_mask, batch.labels),
+                                       student, batch.attention_mask, rate_penalty)
+            return with_energy_penalty(losses, student, batch.attention_mask, energy_penalty, t_conv, size)
 
         return loss_fn

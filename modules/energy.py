@@ -105,22 +105,28 @@ def spike_counts_by_population(population_spikes, names):
     return dict(zip(names, _per_example(population_spikes).unbind(-1)))
 
 
-def accumulates_per_example(spike_counts, lengths, size):
-    """ACs caused by each population's spikes: name -> [B], AC_p = n_p x fan_out_p (module docstring)."""
-    lengths = _per_example(lengths)
-    spikes = {name: _per_example(count) for name, count in spike_counts.items()}
-    acs = {}
+def fan_outs(lengths, size):
+    """The accumulates one spike of each population causes (the module docstring's table): name -> [B], in
+    population order, for sentences of ``lengths`` real tokens ([B], kept on its device and dtype). The
+    energy report and the energy penalty of training (distill/losses.py) both count with it."""
+    fan = {}
     layer_input = "embedding"
     for layer in size.layer_names():
-        acs[layer_input] = spikes[layer_input] * (3 * size.hidden + 1)
-        acs[f"{layer}.key"] = spikes[f"{layer}.key"] * lengths
-        acs[f"{layer}.value"] = spikes[f"{layer}.value"] * lengths
-        acs[f"{layer}.attention"] = spikes[f"{layer}.attention"] * size.hidden
-        acs[f"{layer}.self_output"] = spikes[f"{layer}.self_output"] * (size.intermediate + 1)
-        acs[f"{layer}.intermediate"] = spikes[f"{layer}.intermediate"] * size.hidden
+        fan[layer_input] = torch.full_like(lengths, 3 * size.hidden + 1)
+        fan[f"{layer}.key"] = lengths
+        fan[f"{layer}.value"] = lengths
+        fan[f"{layer}.attention"] = torch.full_like(lengths, size.hidden)
+        fan[f"{layer}.self_output"] = torch.full_like(lengths, size.intermediate + 1)
+        fan[f"{layer}.intermediate"] = torch.full_like(lengths, size.hidden)
         layer_input = f"{layer}.output"
-    acs[layer_input] = torch.zeros_like(lengths)
-    return acs
+    fan[layer_input] = torch.zeros_like(lengths)
+    return fan
+
+
+def accumulates_per_example(spike_counts, lengths, size):
+    """ACs caused by each population's spikes: name -> [B], AC_p = n_p x fan_out_p (module docstring)."""
+    fan = fan_outs(_per_example(lengths), size)
+    return {name: _per_example(spike_counts[name]) * fan[name] for name in fan}
 
 
 def embedding_multiply_accumulates(length, size):

@@ -1,0 +1,93 @@
+"""--energy_penalty: the loss counts what the energy report counts, and pays for each spike by its fan-out."""
+import pytest
+import torch
+
+import spiking_bert_task_distill as task
+from distill.energy_report import set_report
+from distill.evaluation import EvalResult
+from distill.losses import energy_ratio, with_energy_penalty
+from distill_fixtures import make_student_config, make_teacher, write_task
+from models import SpikingBertForSequenceClassification
+from modules.energy import BertSize, fan_outs
+from modules.snn_bert_modules import LayerPopulations
+from modules.snnide_bert_multilayer_modules import Populations
+from transformer.modeling import BertConfig
+
+
+def tiny_student():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, t_conv=4, vth=1.0, initializer_range=0.5,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return SpikingBertForSequenceClassification(config, 2).eval()
+
+
+def tiny_batch():
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 60, (3, 7), generator=generator)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, 5:] = 0
+    return ids, torch.zeros_like(ids), mask
+
+
+def test_the_penalty_is_the_energy_reports_accumulate_ratio_for_the_batch():
+    model = tiny_student()
+    ids, segments, mask = tiny_batch()
+    with torch.no_grad():
+        output = model(ids, segments, mask, output_rates=True)
+    size = BertSize.of(model.config)
+    lengths = mask.sum(1).numpy()
+    result = EvalResult("sst-2", {}, 0.0, output.logits.argmax(1).numpy(), output.logits.argmax(1).numpy(), 3,
+                        lengths=lengths, population_spikes=output.population_spikes.numpy(),
+                        steps=torch.full((3,), 4).numpy())
+    report = set_report(result, model.population_names(), size, None, "classification")["energy"]
+    # The report averages per sentence; the ratio of the sums is the ratio of the means.
+    expected = 0.9 * report["ac"] / (4.6 * report["ann_mac"])
+    ratio = energy_ratio(output.rates, mask, 4, size)
+    # float32 rates x 4 steps are exact spike counts up to float32 sums of about 1e4 (relative 1e-6).
+    assert ratio.item() == pytest.approx(expected, rel=1e-5) and expected > 0
+
+
+def test_its_gradient_per_population_is_proportional_to_the_fan_out():
+    model = tiny_student()
+    size = BertSize.of(model.config)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    widths = list(size.population_widths().values())
+    flat = [torch.rand(2, 4, width, requires_grad=True) for width in widths]
+    rates = Populations(flat[0], [LayerPopulations(*flat[1 + 6 * i:7 + 6 * i]) for i in range(size.layers)])
+    losses = with_energy_penalty({"loss": torch.tensor(0.0)}, type("Out", (), {"rates": rates}), mask, 2.5, 4, size)
+    losses["loss"].backward()
+    fan = fan_outs(mask.sum(1).to(torch.float32), size)
+    per_unit = None
+    for rate, name in zip(flat, fan):
+        assert rate.grad[0, 3].abs().sum() == 0  # padding costs nothing
+        for row in range(2):
+            grad = rate.grad[row, :int(mask[row].sum())]
+            assert torch.allclose(grad, grad.flatten()[0].expand_as(grad))  # the same for every neuron and token
+            if fan[name][row] == 0:
+                assert grad.abs().sum() == 0  # the last output reaches the classifier as a real value
+                continue
+            unit = grad.flatten()[0] / fan[name][row]
+            per_unit = unit if per_unit is None else per_unit
+            assert unit.item() == pytest.approx(per_unit.item(), rel=1e-5), name
+    assert losses["energy"].item() > 0 and losses["loss"].item() == pytest.approx(2.5 * losses["energy"].item())
+
+
+def test_the_flag_trains_with_the_penalty_logged_and_lowers_the_energy(tmp_path):
+    data = write_task(str(tmp_path / "data"), "sst-2", train=12, dev=6)
+    teacher = make_teacher(str(tmp_path / "teacher"), num_labels=2)
+    student = make_student_config(str(tmp_path / "student"), initializer_range=0.5)
+
+    def run(name, *extra):
+        task.main(["--data_dir", data, "--task_name", "sst-2", "--output_dir", str(tmp_path / name), "--teacher_model",
+                   teacher, "--spiking_student_model", student, "--max_seq_length", "32", "--train_batch_size", "4",
+                   "--num_train_epochs", "3", "--eval_step", "100", "--learning_rate", "1e-2", "--logging_steps", "1",
+                   "--do_lower_case", *extra])
+        return (tmp_path / name / "log.txt").read_text()
+
+    plain, penalised = run("plain"), run("penalised", "--energy_penalty", "20")
+    assert "energy=" not in plain
+    energies = [float(line.split(" energy=")[1].split()[0]) for line in penalised.splitlines() if " energy=" in line]
+    assert len(energies) == 9 and energies[-1] < energies[0]
+    with pytest.raises(SystemExit):
+        run("bad", "--energy_penalty", "-1")
