@@ -3,6 +3,7 @@
 a front door (at most 260 lines), and the documentation speaks of the project and its runs, not of the
 work items or sessions that made them."""
 import glob
+import json
 import os
 import re
 
@@ -107,12 +108,26 @@ def test_the_readme_starts_with_the_two_commands():
     assert lines[3] == "```"
 
 
-def test_the_results_section_is_easy_to_find_and_to_swap():
+def test_the_headline_table_is_the_logged_four_seed_run():
+    """Each student row of the README's Results table states the logged run's test and dev means (in %)."""
     text = read("README.md")
     section = text[text.index("\n## Results\n"):]
     section = section[:section.index("\n## ", 1)]
-    assert section.split("\n\n")[1].startswith("Figures of the default quick start (dev set).")
+    assert section.split("\n\n")[1].startswith("All figures are test-set figures")
     assert "\n### Compared with published spiking language models\n" in section
+    with open(os.path.join(REPO, "logs", "quickstart-default", "four_seeds", "results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    student = results["student"]
+    rows = [(f"| spiking student, {e['t_conv']} steps", e) for e in student["evaluations"]]
+    rows.append((f"| spiking student, adaptive (at most {student['adaptive']['t_conv']})", student["adaptive"]))
+    for start, evaluation in rows:
+        (line,) = [line for line in section.splitlines() if line.startswith(start)]
+        cells = [cell.strip() for cell in line.split("|")]
+        for cell, key in ((cells[2], "test_acc"), (cells[3], "dev_acc")):
+            low, high = evaluation[f"{key}_range"]
+            assert cell == f"{100 * evaluation[key]:.1f} ({100 * low:.1f}-{100 * high:.1f})", (start, key, cell)
+    teacher = [line for line in section.splitlines() if line.startswith("| teacher (ANN)")][0]
+    assert f"| {100 * results['teacher']['test_acc']:.1f} | {100 * results['teacher']['dev_acc']:.1f} |" in teacher
 
 
 @pytest.mark.parametrize("relative", [d for d in DOCUMENTS if d == "README.md" or d.startswith("docs/")])
