@@ -3,7 +3,8 @@ each option taken out, 2 seeds each.
 
     python benchmarks/ablate_low_latency.py [--run_dir runs/ablation] [--variants paper best ...] [--jobs 2]
 
-Every variant is a preset of the quick start (pipeline/presets.py) under one budget, smaller than the
+Every variant is a preset of the quick start (pipeline/presets.py: ``ablation_<variant>``, which
+``quickstart.py --preset ablation_<variant>`` also runs alone) under one budget, smaller than the
 default preset's (on a 2-core CPU shared with other work, a variant took about 10 minutes, 20 with
 simulated training or augmentation): 2,000 movie training sentences, 500 dev sentences, 3,000 corpus
 sentences, training at t_conv 8 (the target), task IKD 1 epoch and prediction KD 1 epoch, batch 16,
@@ -37,7 +38,6 @@ rate at 8 and 16, training wall time; mean over seeds with the range) is printed
 <run_dir>/ablation.md and ablation.json. With --jobs 2, two stages run at once, each with one torch thread.
 """
 import argparse
-import copy
 import logging
 import os
 import statistics
@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from corpus.assets import asset_paths  # noqa: E402
 from distill.cli import check_positive_args  # noqa: E402
 from distill.script import run_main  # noqa: E402
-from pipeline.presets import AUGMENTATION, PAPER_SPIKING  # noqa: E402
+from pipeline.presets import ABLATION_BUDGET, ABLATION_VARIANTS, PRESETS  # noqa: E402
 from pipeline.report import read_results  # noqa: E402
 from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
                              seeded, show_path, stage_settings, write_json_atomic)
@@ -56,62 +56,7 @@ from transformer.file_utils import check_writable, write_atomically  # noqa: E40
 
 logger = logging.getLogger("quickstart")
 
-SEEDS = [42, 7]
-EVAL_T_CONV = [4, 8, 16, 32]
-TRAIN_T_CONV = 8
-BUDGET = {
-    "data": {"train_sentences": 2000, "dev_sentences": 500, "test_sentences": None, "corpus_sentences": 3000},
-    "max_seq_length": 64, "eval_t_conv": EVAL_T_CONV, "eval_batch_size": 64, "seeds": SEEDS,
-    "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
-    "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
-    "spiking": PAPER_SPIKING, "adaptive_eval": False,
-}
-GENERAL_KD = ("general_kd", {"t_conv": TRAIN_T_CONV, "num_train_epochs": 1, "train_batch_size": 16,
-                             "learning_rate": 3e-4})
-# Task stages batch sentences of similar lengths (--bucket_by_length), as the default preset does: less padding.
-TASK_IKD = {"t_conv": TRAIN_T_CONV, "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 3e-4,
-            "bucket_by_length": True}
-PRED_KD = {"pred_distill": True, "t_conv": TRAIN_T_CONV, "num_train_epochs": 1, "train_batch_size": 16,
-           "learning_rate": 1e-4, "eval_step": 1000, "bucket_by_length": True}
-
-# Each option: flags added to both task stages, flags added to task IKD only (how the student starts), and
-# whether it replaces general KD. Starting from the teacher's weights IKD takes a smaller learning rate.
-OPTIONS = {
-    "m05": ({"membrane_init": 0.5}, {}, False),
-    "grid": ({"surrogate": "grid"}, {}, False),
-    "thresholds": ({"threshold_scope": "population", "learn_threshold": "on"}, {"calibrate_vth": 99}, False),
-    "teacher": ({}, {"init_from_teacher": True, "learning_rate": 1e-4}, True),
-    "nosim": ({"train_simulation": "off"}, {}, False),
-    "t32": ({"t_conv": 32}, {}, False),
-    "aug": ({}, {"aug_train": True}, False),
-    "minilm": ({"kd_losses": ["hidden_mse", "minilm"]}, {}, False),
-}
-BEST = ("m05", "grid", "thresholds", "teacher", "nosim", "t32", "aug")
-
-
-def without(*options):
-    """The combination without augmentation (a third of best's training time) and without ``options``."""
-    return tuple(option for option in BEST if option not in options + ("aug",))
-
-
-# In the order they run: the most telling first.
-VARIANTS = {"paper": (), "best": BEST, "no_aug": without(), "no_grid": without("grid"), "no_m05": without("m05"),
-            "no_thresholds": without("thresholds"), "no_teacher": without("teacher"),
-            "minilm": without() + ("minilm",), "no_t32": without("t32"), "no_nosim": without("nosim", "t32")}
-
-
-def variant_preset(options):
-    """The budget's preset with ``options`` added to the task stages (first task stage: starting flags)."""
-    preset = copy.deepcopy(BUDGET)
-    spiking = {key: value for option in options for key, value in OPTIONS[option][0].items()}
-    first = {**TASK_IKD, **spiking, **{key: value for option in options for key, value in OPTIONS[option][1].items()}}
-    from_teacher = any(OPTIONS[option][2] for option in options)
-    preset["distillation"] = ([] if from_teacher else [copy.deepcopy(GENERAL_KD)]) + [
-        ("task_ikd", first), ("pred_kd", {**PRED_KD, **spiking})]
-    if "aug" in options:
-        preset["augment"] = copy.deepcopy(AUGMENTATION)
-    return preset
-
+EVAL_T_CONV = ABLATION_BUDGET["eval_t_conv"]
 
 def shared_folders(run_dir, preset):
     """Stages every variant shares: data, teacher, corpus, and the paper's general-KD students."""
@@ -124,7 +69,7 @@ def shared_folders(run_dir, preset):
 def summarise(name, preset, stages, timings):
     """Accuracy per t_conv and spike rates of one variant, per seed and as mean and range."""
     folders = {stage.name: stage.folder for stage in stages}
-    row = {"variant": name, "options": list(VARIANTS[name]), "per_seed": {}}
+    row = {"variant": name, "options": list(ABLATION_VARIANTS[name]), "per_seed": {}}
     for seed in preset["seeds"]:
         figures = {}
         for t_conv in EVAL_T_CONV:
@@ -158,7 +103,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--run_dir", default=os.path.join(REPO, "runs", "ablation"))
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(ABLATION_VARIANTS), default=list(ABLATION_VARIANTS))
     parser.add_argument("--jobs", type=int, default=2,
                         help="seeds trained side by side, each stage with cpu_count / jobs torch threads")
     args = parser.parse_args()
@@ -173,7 +118,7 @@ def main():
     prepare_assets(assets, run_dir)
     rows = []
     for name in args.variants:
-        preset = variant_preset(VARIANTS[name])
+        preset = PRESETS[f"ablation_{name}"]
         stages = build_stages(preset, os.path.join(run_dir, name), assets, shared_folders(run_dir, preset))
         settings = stage_settings(stages)
         timings = execute_seeds_side_by_side(stages, settings, plan(stages, settings, overwrite=False), run_dir,

@@ -131,3 +131,63 @@ def with_augmentation(preset, aug):
             if stage == "task_ikd":
                 flags["aug_train"] = True
     return preset
+
+
+# The ablation's variants (benchmarks/ablate_low_latency.py, which runs them side by side and tabulates them;
+# `quickstart.py --preset ablation_<variant>` runs one alone): the paper's method, the combination of every
+# few-step option, and that combination with options taken out, under one budget smaller than the default's.
+ABLATION_TRAIN_T_CONV = 8
+ABLATION_BUDGET = {
+    "data": {"train_sentences": 2000, "dev_sentences": 500, "test_sentences": None, "corpus_sentences": 3000},
+    "max_seq_length": 64, "eval_t_conv": [4, 8, 16, 32], "eval_batch_size": 64, "seeds": [42, 7],
+    "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
+    "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
+    "spiking": PAPER_SPIKING, "adaptive_eval": False,
+}
+ABLATION_STAGE = {"t_conv": ABLATION_TRAIN_T_CONV, "num_train_epochs": 1, "train_batch_size": 16}
+ABLATION_GENERAL_KD = ("general_kd", {**ABLATION_STAGE, "learning_rate": 3e-4})
+# Task stages batch sentences of similar lengths (--bucket_by_length), as the default preset does: less padding.
+ABLATION_TASK_IKD = {**ABLATION_STAGE, "learning_rate": 3e-4, "bucket_by_length": True}
+ABLATION_PRED_KD = {"pred_distill": True, **ABLATION_STAGE, "learning_rate": 1e-4, "eval_step": 1000,
+                    "bucket_by_length": True}
+# Each option: flags added to both task stages, flags added to task IKD only (how the student starts), and
+# whether it replaces general KD. Starting from the teacher's weights IKD takes a smaller learning rate.
+ABLATION_OPTIONS = {
+    "m05": ({"membrane_init": 0.5}, {}, False),
+    "grid": ({"surrogate": "grid"}, {}, False),
+    "thresholds": ({"threshold_scope": "population", "learn_threshold": "on"}, {"calibrate_vth": 99}, False),
+    "teacher": ({}, {"init_from_teacher": True, "learning_rate": 1e-4}, True),
+    "nosim": ({"train_simulation": "off"}, {}, False),
+    "t32": ({"t_conv": 32}, {}, False),
+    "aug": ({}, {"aug_train": True}, False),
+    "minilm": ({"kd_losses": ["hidden_mse", "minilm"]}, {}, False),
+}
+ABLATION_BEST = ("m05", "grid", "thresholds", "teacher", "nosim", "t32", "aug")
+
+
+def without(*options):
+    """The combination without augmentation (a third of best's training time) and without ``options``."""
+    return tuple(option for option in ABLATION_BEST if option not in options + ("aug",))
+
+
+# In the order the ablation runs them: the most telling first.
+ABLATION_VARIANTS = {"paper": (), "best": ABLATION_BEST, "no_aug": without(), "no_grid": without("grid"),
+                     "no_m05": without("m05"), "no_thresholds": without("thresholds"),
+                     "no_teacher": without("teacher"), "minilm": without() + ("minilm",), "no_t32": without("t32"),
+                     "no_nosim": without("nosim", "t32")}
+
+
+def ablation_preset(options):
+    """The budget's preset with ``options`` added to the task stages (first task stage: starting flags)."""
+    preset = copy.deepcopy(ABLATION_BUDGET)
+    spiking = {key: value for option in options for key, value in ABLATION_OPTIONS[option][0].items()}
+    starting = {key: value for option in options for key, value in ABLATION_OPTIONS[option][1].items()}
+    from_teacher = any(ABLATION_OPTIONS[option][2] for option in options)
+    preset["distillation"] = ([] if from_teacher else [copy.deepcopy(ABLATION_GENERAL_KD)]) + [
+        ("task_ikd", {**ABLATION_TASK_IKD, **spiking, **starting}), ("pred_kd", {**ABLATION_PRED_KD, **spiking})]
+    if "aug" in options:
+        preset["augment"] = copy.deepcopy(AUGMENTATION)
+    return preset
+
+
+PRESETS.update({f"ablation_{name}": ablation_preset(options) for name, options in ABLATION_VARIANTS.items()})

@@ -163,6 +163,9 @@ def test_stages_chain_and_run_at_their_preset_t_conv():
                     assert evaluation.job is copy_evaluation and evaluation.job_settings == {"student": student}
                     continue
                 assert evaluation.flags["--t_conv"] == t_conv and evaluation.flags["--spiking_student_model"] == student
+            if not preset.get("adaptive_eval", True):  # the ablation's variants
+                assert seeded(adaptive_stage_name(preset), seed, preset) not in stages
+                continue
             adaptive = stages[seeded(adaptive_stage_name(preset), seed, preset)].flags
             assert adaptive["--adaptive_t_conv"] is True and adaptive["--t_conv"] == final_t_conv(preset)
     paper = {name: flags["t_conv"] for name, flags in PRESETS["paper"]["distillation"]}
