@@ -60,6 +60,8 @@ class TaskMode:
     loss: str  # "internal_layer", "prediction", "true_label" or None (evaluation only)
     uses_teacher: bool
     schedule: str = None
+    # Checkpoint policy: keep the best student on dev (evaluating at every checkpoint), or publish every one.
+    keeps_best: bool = False
 
     @property
     def trains(self):
@@ -67,8 +69,8 @@ class TaskMode:
 
     @property
     def evaluates_dev(self):
-        """Dev (and test) sets are evaluated: the whole job (evaluation) or during training (prediction KD)."""
-        return self.loss in (None, "prediction", "true_label")
+        """Dev (and test) sets are evaluated: the whole job (evaluation) or at checkpoints (keeps_best)."""
+        return not self.trains or self.keeps_best
 
 
 def resolve_mode(args, output_mode):
@@ -82,11 +84,14 @@ def resolve_mode(args, output_mode):
     if not args.pred_distill:
         return TaskMode("task IKD", "internal_layer", uses_teacher=True, schedule="none")
     if args.train_true_labels:
-        return TaskMode("true-label training", "true_label", uses_teacher=False, schedule="warmup_linear")
+        return TaskMode("true-label training", "true_label", uses_teacher=False, schedule="warmup_linear",
+                        keeps_best=True)
     # Regression prediction KD fits the gold score (MSE), as the reference does: no teacher needed.
     if output_mode == "regression":
-        return TaskMode("prediction-layer KD", "true_label", uses_teacher=False, schedule="warmup_linear")
-    return TaskMode("prediction-layer KD", "prediction", uses_teacher=True, schedule="warmup_linear")
+        return TaskMode("prediction-layer KD", "true_label", uses_teacher=False, schedule="warmup_linear",
+                        keeps_best=True)
+    return TaskMode("prediction-layer KD", "prediction", uses_teacher=True, schedule="warmup_linear",
+                    keeps_best=True)
 
 
 class TaskDistillation(TrainingScript):
@@ -317,7 +322,7 @@ class TaskDistillation(TrainingScript):
         def on_checkpoint(state):
             if not devices.is_main:
                 return
-            if self.mode.loss == "internal_layer":
+            if not self.mode.keeps_best:
                 publish_student(args.output_dir, student, self.vocab_file)
                 return
             results = self._evaluate(student, devices, [name for name in self.eval_features if name != TEST_SET])

@@ -476,7 +476,15 @@ def test_failed_or_killed_pregeneration_and_general_kd_leave_nothing_behind(inpu
     argv = [sys.executable, "spiking_bert_general_distill.py", *general_args(inputs, run, "--reduce_memory",
                                                                                "--num_train_epochs", "500")]
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Each epoch's arrays exist only while it trains: kill once a checkpoint and the arrays are both there (a
+    # kill in the short gap between two epochs leaves nothing to clean; the loop below waits for a later epoch).
     wait_for(lambda: list_checkpoints(str(run)), process)
+    for _ in range(3):
+        wait_for(lambda: glob.glob(str(run / ".pregenerated-*")), process)
+        os.kill(process.pid, signal.SIGSTOP)  # frozen: the arrays seen are the ones the kill leaves
+        if glob.glob(str(run / ".pregenerated-*")):
+            break
+        os.kill(process.pid, signal.SIGCONT)
     process.kill()
     process.communicate()
     assert glob.glob(str(run / ".pregenerated-*"))
