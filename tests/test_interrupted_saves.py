@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -29,10 +30,12 @@ import spiking_bert_task_distill as task
 from distill.checkpointing import (TRAINING_STATE_NAME, list_checkpoints, load_training_state, prune_checkpoints,
                                    publish_student, resume_point, save_checkpoint)
 from distill.evaluation import RESULTS_NAME
+from distill.runs import check_output_dir
 from distill_fixtures import (REPO, augmentation_args, finetune_args, general_args, last_line, load_state,
                               max_abs_difference, one_line_exit, preprocess_args, run_script, script_inputs,
                               snapshot, task_args, teacher_config, write_task, write_vocab)
 from pipeline.stages import MARKER_NAME, RUN_RECORD_NAME, Stage, run_stage
+from transformer.checkpoint import REPLACEMENT_OWNER_NAME, FolderReplacement, recover_replaced
 from transformer.file_utils import UMASK, write_atomically
 from transformer.modeling import BertModel
 
@@ -217,6 +220,42 @@ def test_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(
     with pytest.raises(ValueError, match="the stage failed"):
         run_stage(Stage("stage", str(stage_folder), job=failing_job, job_settings={}), {"new": True}, str(tmp_path))
     assert snapshot(stage_folder) == before and hidden_leftovers(stage_folder) == []
+
+    # The script a stage runs checks its output folder as any run does: it must not take the stage's own
+    # replacement, still running, for one that a kill interrupted (it once put the old folder back, then refused
+    # it as not empty, and the stage's rollback deleted it).
+    def job_checking_its_folder(folder, fail):
+        check_output_dir(folder)
+        os.makedirs(folder)
+        if fail:
+            raise ValueError("the stage failed")
+        (Path(folder) / "new.txt").write_text("new")
+
+    with pytest.raises(ValueError, match="the stage failed"):
+        run_stage(Stage("stage", str(stage_folder), job=job_checking_its_folder, job_settings={"fail": True}),
+                  {"new": True}, str(tmp_path))
+    assert snapshot(stage_folder) == before and hidden_leftovers(stage_folder) == []
+    run_stage(Stage("stage", str(stage_folder), job=job_checking_its_folder, job_settings={"fail": False}),
+              {"new": True}, str(tmp_path))
+    assert (stage_folder / "new.txt").read_text() == "new" and hidden_leftovers(stage_folder) == []
+
+
+def test_a_folder_moved_aside_by_a_process_that_died_is_put_back(tmp_path):
+    """A replacement is the running process's own while it runs; once that process is gone (killed), the next
+    run puts the old folder back."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "model.safetensors").write_text("old")
+    replacement = FolderReplacement(str(folder))
+    recover_replaced(str(folder), keep_new=lambda path: False)
+    assert not folder.exists(), "a running replacement was taken for an interrupted one"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = Path(replacement.aside) / REPLACEMENT_OWNER_NAME
+    owner.write_text(json.dumps({**json.loads(owner.read_text()), "pid": int(dead.stdout)}))
+    recover_replaced(str(folder), keep_new=lambda path: False)
+    assert (folder / "model.safetensors").read_text() == "old" and hidden_leftovers(folder) == []
+    replacement.rollback()  # finds it back already: leaves it
+    assert (folder / "model.safetensors").read_text() == "old" and hidden_leftovers(folder) == []
 
 
 def exceed_file_size(limit):

@@ -12,6 +12,7 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 
@@ -36,6 +37,9 @@ MOVED_ASIDE_NAME = "d"
 # A folder that a run replaces (--overwrite) waits beside it as ".NAME.replaced-XXXXXXXX/d" until the new one
 # holds something worth keeping (FolderReplacement).
 REPLACED_PATTERN = re.compile(r"^\.(?P<target>.+)\.replaced-[a-z0-9_]{8}$")
+# Beside "d", the replacing process's host and pid: a replacement whose process still runs is its own (a
+# quick start's stage replaces the folder that the script it runs then checks), not one a kill interrupted.
+REPLACEMENT_OWNER_NAME = "owner.json"
 # Scratch folders a run keeps in its output folder while it runs (pregenerated data in memory-mapped files,
 # tokenized documents, a corpus being pregenerated); one a killed run left is removed when the next run starts.
 SCRATCH_PATTERN = re.compile(r"^\.(pregenerated|documents|pregeneration)-[a-z0-9_]{8}$")
@@ -165,6 +169,8 @@ class FolderReplacement:
         self.folder = os.path.abspath(folder)
         parent, name = os.path.split(self.folder)
         self.aside = tempfile.mkdtemp(prefix=f".{name}.replaced-", dir=parent)
+        with open(os.path.join(self.aside, REPLACEMENT_OWNER_NAME), "w", encoding="utf-8") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
         os.rename(self.folder, os.path.join(self.aside, MOVED_ASIDE_NAME))
         logger.info("moved the previous contents of %s aside to %s until they are replaced", folder, self.aside)
 
@@ -177,12 +183,31 @@ class FolderReplacement:
     def rollback(self):
         if self.aside is None:
             return
-        if os.path.lexists(self.folder):
-            _remove(self.folder)
-        os.rename(os.path.join(self.aside, MOVED_ASIDE_NAME), self.folder)
-        os.rmdir(self.aside)
+        moved = os.path.join(self.aside, MOVED_ASIDE_NAME)
+        if os.path.isdir(moved):  # else someone already put it back: what the folder holds is the old one
+            if os.path.lexists(self.folder):
+                _remove(self.folder)
+            os.rename(moved, self.folder)
+            logger.info("put the previous contents of %s back", self.folder)
+        _remove(self.aside)
         self.aside = None
-        logger.info("put the previous contents of %s back", self.folder)
+
+
+def _replacement_is_running(aside):
+    """True when the process that moved a folder aside to ``aside`` still runs on this host."""
+    try:
+        owner = read_json(os.path.join(aside, REPLACEMENT_OWNER_NAME))
+    except (OSError, ValueError):
+        return False  # written before the folder was moved, so its absence means a replacement from before
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except (ProcessLookupError, ValueError, TypeError, KeyError):
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 def recover_replaced(folder, keep_new):
@@ -197,6 +222,8 @@ def recover_replaced(folder, keep_new):
         if match is None or match["target"] != name:
             continue
         aside = os.path.join(parent, entry)
+        if _replacement_is_running(aside):
+            continue
         moved = os.path.join(aside, MOVED_ASIDE_NAME)
         if os.path.isdir(moved) and not (os.path.isdir(folder) and keep_new(folder)):
             if os.path.lexists(folder):
