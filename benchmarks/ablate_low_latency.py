@@ -35,7 +35,9 @@ out of the best combination instead:
 
 Each student is evaluated at t_conv 4, 8, 16 and 32. The table (dev accuracy per t_conv, mean spike
 rate at 8 and 16, training wall time; mean over seeds with the range) is printed and written to
-<run_dir>/ablation.md and ablation.json. With --jobs 2, two stages run at once, each with one torch thread.
+<run_dir>/ablation.md and ablation.json; the accuracy/energy frontier of every variant and t_conv (test
+accuracy against energy per test sentence as a fraction of the same-size ANN's, the Pareto front marked,
+pipeline/frontier.py) to <run_dir>/frontier.md and frontier.png. With --jobs 2, two stages run at once, each with one torch thread.
 """
 import argparse
 import logging
@@ -48,6 +50,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from corpus.assets import asset_paths  # noqa: E402
 from distill.cli import check_positive_args  # noqa: E402
 from distill.script import run_main  # noqa: E402
+from glue import TEST_SET  # noqa: E402
+from pipeline.frontier import frontier_markdown, points_of_ablation, write_frontier_plot  # noqa: E402
 from pipeline.presets import ABLATION_BUDGET, ABLATION_VARIANTS, PRESETS  # noqa: E402
 from pipeline.report import read_results  # noqa: E402
 from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
@@ -76,6 +80,9 @@ def summarise(name, preset, stages, timings):
             results = read_results(folders[seeded(f"eval_t{t_conv}", seed, preset)])
             figures[f"acc_t{t_conv}"] = results["movie.acc"]
             figures[f"rate_t{t_conv}"] = results["movie.rate.mean_over_populations"]
+            figures[f"test_acc_t{t_conv}"] = results[f"{TEST_SET}.acc"]
+            figures[f"energy_ratio_t{t_conv}"] = (results[f"{TEST_SET}.energy.energy_uj"]
+                                                  / results[f"{TEST_SET}.energy.ann_energy_uj"])
         figures["train_seconds"] = sum(timings[seeded(stage, seed, preset)]["seconds"]
                                        for stage, _ in preset["distillation"])
         row["per_seed"][seed] = figures
@@ -83,6 +90,24 @@ def summarise(name, preset, stages, timings):
         values = [figures[key] for figures in row["per_seed"].values()]
         row[key] = {"mean": statistics.mean(values), "min": min(values), "max": max(values)}
     return row
+
+
+def teacher_reference(stages):
+    """The shared teacher as the frontier's reference point: its test accuracy and its energy per test sentence
+    as a fraction of the same-size ANN's (from an evaluation's energy report)."""
+    folders = {stage.name: stage.folder for stage in stages}
+    evaluation = read_results(next(folder for name, folder in folders.items() if name.startswith("eval_t")))
+    return {"run": "teacher", "label": "teacher", "test_acc": read_results(folders["teacher"])[f"{TEST_SET}.acc"],
+            "energy_ratio": (evaluation[f"{TEST_SET}.energy.teacher_energy_uj"]
+                             / evaluation[f"{TEST_SET}.energy.ann_energy_uj"])}
+
+
+def write_frontier(run_dir, rows, teacher):
+    """frontier.md and frontier.png: test accuracy against energy for every variant and t_conv."""
+    points = points_of_ablation(rows, EVAL_T_CONV)
+    table = frontier_markdown(points, [teacher])
+    write_atomically(os.path.join(run_dir, "frontier.md"), lambda f: f.write(table))
+    write_frontier_plot(points, [teacher], os.path.join(run_dir, "frontier.png"))
 
 
 def markdown(rows):
@@ -127,6 +152,7 @@ def main():
         table = markdown(rows)
         write_atomically(os.path.join(run_dir, "ablation.md"), lambda f: f.write(table))
         write_json_atomic(os.path.join(run_dir, "ablation.json"), rows)
+        write_frontier(run_dir, rows, teacher_reference(stages))
         logger.info("%s done:\n%s", name, table)
     print(table)
     logger.info("table in %s", show_path(os.path.join(run_dir, "ablation.md")))

@@ -116,7 +116,7 @@ def build_stages(preset, run_dir, assets, folders=None):
         def folder_of(stage, seed=seed):
             return folder(name_of(stage), f"seed{seed}/{stage}" if len(preset["seeds"]) > 1 else stage)
 
-        student, previous = STUDENT_CONFIG_DIR, None
+        student, previous = preset.get("student_config", STUDENT_CONFIG_DIR), None
         for stage, flags in preset["distillation"]:
             stages.append(distillation_stage(name_of(stage), folder_of(stage), stage, flags, student, previous,
                                              preset, seed, sources))

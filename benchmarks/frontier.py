@@ -1,0 +1,72 @@
+"""The accuracy/energy frontier of quick-start runs: every evaluation of every run (test accuracy against energy
+per test sentence as a fraction of an ordinary BERT of the student's shape), the Pareto front among them and
+each run's teacher, as frontier.md and frontier.png (pipeline/frontier.py).
+
+    python benchmarks/frontier.py default=logs/quickstart-default/four_seeds reference=logs/reference \\
+        --out_dir runs/frontier
+
+Each run is NAME=PATH, PATH a results.json written by quickstart.py or a folder holding one. The ablation
+(benchmarks/ablate_low_latency.py) writes the same two files for its variants.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from distill.script import run_main  # noqa: E402
+from pipeline.frontier import frontier_markdown, points_of_results, write_frontier_plot  # noqa: E402
+from transformer.file_utils import check_writable, write_atomically  # noqa: E402
+
+logger = logging.getLogger("frontier")
+RESULTS_NAME = "results.json"
+
+
+def read_run(argument):
+    """NAME=PATH -> (name, results.json as read by json); a one-line ValueError for anything else."""
+    name, separator, path = argument.partition("=")
+    if not separator or not name or not path:
+        raise ValueError(f"run {argument!r}: expected NAME=PATH (a results.json or a folder holding one)")
+    if os.path.isdir(path):
+        path = os.path.join(path, RESULTS_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a quick start's results.json ({e})") from None
+    try:
+        return name, points_of_results(name, results)
+    except (KeyError, TypeError, ZeroDivisionError) as e:
+        raise ValueError(f"{path}: not a quick start's results.json (no {e})") from None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("runs", nargs="+", metavar="NAME=PATH")
+    parser.add_argument("--out_dir", required=True, help="where frontier.md and frontier.png are written")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s frontier: %(message)s", datefmt="%H:%M:%S")
+    runs = [read_run(argument) for argument in args.runs]
+    names = [name for name, _ in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run names must differ, got {' '.join(names)}")
+    points = [p for _, (run_points, _) in runs for p in run_points]
+    teachers = [teacher for _, (_, teacher) in runs]
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise ValueError(f"--out_dir {args.out_dir} exists and is not a folder")
+    check_writable(args.out_dir, "--out_dir")
+    os.makedirs(args.out_dir, exist_ok=True)
+    table = frontier_markdown(points, teachers)
+    write_atomically(os.path.join(args.out_dir, "frontier.md"), lambda f: f.write(table))
+    write_frontier_plot(points, teachers, os.path.join(args.out_dir, "frontier.png"))
+    print(table)
+    logger.info("frontier.md and frontier.png in %s", args.out_dir)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,94 @@
+"""The accuracy/energy frontier (pipeline/frontier.py, benchmarks/frontier.py): the points it reads from a run's
+results.json and an ablation's rows, the Pareto front, and the files the script writes."""
+import json
+import os
+
+import pytest
+
+from distill_fixtures import REPO, run_script
+from pipeline.frontier import frontier_markdown, pareto_front, point, points_of_ablation, points_of_results
+
+LOGGED_RUN = os.path.join(REPO, "logs", "quickstart-default", "four_seeds", "results.json")
+
+
+def test_pareto_front_keeps_exactly_the_undominated_points_by_increasing_energy():
+    a = point("r", "a", 4, [0.70], [0.10])
+    b = point("r", "b", 8, [0.80], [0.20])
+    c = point("r", "c", 16, [0.75], [0.30])    # less accurate than b for more energy
+    d = point("r", "d", 32, [0.80], [0.40])    # as accurate as b for more energy
+    e = point("r", "e", 2, [0.70], [0.10])     # the same as a: neither dominates the other
+    f = point("r", "f", 64, [0.85], [0.90])
+    assert [p["label"] for p in pareto_front([f, d, c, b, a, e])] == ["a", "e", "b", "f"]
+
+
+def test_a_point_is_the_mean_over_seeds_with_the_range():
+    p = point("run", "t_conv 8", 8, [0.78, 0.80, 0.79], [0.30, 0.28, 0.29])
+    assert p["test_acc"] == pytest.approx(0.79) and p["test_acc_range"] == [0.78, 0.80]
+    assert p["energy_ratio"] == pytest.approx(0.29) and p["energy_ratio_range"] == [0.28, 0.30]
+
+
+def test_points_of_a_logged_run_are_its_evaluations_against_the_same_size_ann():
+    with open(LOGGED_RUN, encoding="utf-8") as f:
+        results = json.load(f)
+    points, teacher = points_of_results("default", results)
+    evaluations = results["student"]["evaluations"]
+    adaptive = results["student"]["adaptive"]
+    ann = results["same_size_ann"]["energy_uj"]
+    assert [p["label"] for p in points] == ([f"t_conv {e['t_conv']}" for e in evaluations]
+                                            + [f"adaptive (at most {adaptive['t_conv']})"])
+    for p, evaluation in zip(points, evaluations + [adaptive]):
+        assert p["steps"] == evaluation["mean_steps"]
+        assert p["test_acc"] == pytest.approx(evaluation["test_acc"], rel=1e-12)
+        assert p["test_acc_range"] == evaluation["test_acc_range"]
+        # The ANN's energy is one number for the run, so the mean of the seeds' ratios is the ratio of the mean.
+        assert p["energy_ratio"] == pytest.approx(evaluation["energy_uj"] / ann, rel=1e-12)
+    # The teacher (6 layers) costs twice the 3-layer student-shaped ANN.
+    assert teacher["energy_ratio"] == pytest.approx(results["teacher"]["energy_uj"] / ann)
+    assert 1.9 < teacher["energy_ratio"] < 2.1 and teacher["test_acc"] == results["teacher"]["test_acc"]
+    # Fewer steps, less energy: every fixed t_conv doubles the energy of the one before, within 5%.
+    ratios = [p["energy_ratio"] for p in points[:len(evaluations)]]
+    assert all(1.9 < later / earlier < 2.1 for earlier, later in zip(ratios, ratios[1:]))
+
+
+def test_points_of_ablation_rows_are_one_per_variant_and_t_conv():
+    rows = [{"variant": name, "per_seed": {42: {"test_acc_t4": acc, "energy_ratio_t4": 0.1, "test_acc_t8": acc + 0.01,
+                                                  "energy_ratio_t8": 0.2},
+                                             7: {"test_acc_t4": acc + 0.02, "energy_ratio_t4": 0.12,
+                                                 "test_acc_t8": acc + 0.03, "energy_ratio_t8": 0.22}}}
+            for name, acc in (("paper", 0.5), ("best", 0.7))]
+    points = points_of_ablation(rows, [4, 8])
+    assert [(p["run"], p["label"]) for p in points] == [("paper", "t_conv 4"), ("paper", "t_conv 8"),
+                                                         ("best", "t_conv 4"), ("best", "t_conv 8")]
+    assert points[3]["test_acc"] == pytest.approx(0.72) and points[3]["energy_ratio_range"] == [0.2, 0.22]
+    table = frontier_markdown(points, [{"run": "teacher", "label": "teacher", "test_acc": 0.8,
+                                        "energy_ratio": 2.0}])
+    front_rows = [line for line in table.splitlines() if line.endswith("| yes |")]
+    assert [line.split(" | ")[:2] for line in front_rows] == [["| best", "t_conv 4"], ["| best", "t_conv 8"]]
+
+
+def test_the_script_writes_the_table_and_the_figure_and_refuses_bad_runs_in_one_line(tmp_path):
+    out = tmp_path / "frontier"
+    two_seeds = os.path.join(REPO, "logs", "quickstart-default")
+    result = run_script("benchmarks/frontier.py", f"four={os.path.dirname(LOGGED_RUN)}", f"two={two_seeds}",
+                        "--out_dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (out / "frontier.md").read_text()
+    with open(LOGGED_RUN, encoding="utf-8") as f:
+        evaluations = len(json.load(f)["student"]["evaluations"]) + 1
+    rows = table.splitlines()[2:]
+    assert len(rows) == 2 * evaluations + 2 and sum(row.endswith("| yes |") for row in rows) >= 2
+    assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    not_json = tmp_path / "results.json"
+    not_json.write_text("{")
+    for argv, error in [
+        (["four", "--out_dir", out], "run 'four': expected NAME=PATH (a results.json or a folder holding one)"),
+        ([f"a={tmp_path / 'missing.json'}", "--out_dir", out],
+         f"{tmp_path / 'missing.json'}: cannot read it (No such file or directory)"),
+        ([f"a={LOGGED_RUN}", f"a={LOGGED_RUN}", "--out_dir", out], "run names must differ, got a a"),
+        ([f"a={LOGGED_RUN}", "--out_dir", not_json], f"--out_dir {not_json} exists and is not a folder"),
+    ]:
+        result = run_script("benchmarks/frontier.py", *argv)
+        assert (result.returncode, result.stderr) == (1, f"error: {error}\n"), result.stderr[-2000:]
+    result = run_script("benchmarks/frontier.py", f"a={tmp_path}", "--out_dir", out)
+    assert result.returncode == 1 and result.stderr.startswith(f"error: {not_json}: not a quick start's results.json")
