@@ -53,6 +53,24 @@ def make_student_config(directory, layers=1, hidden=16, heads=2, dropout=0.1, t_
     return directory
 
 
+def tiny_spiking_config(**overrides):
+    """A 2-layer, 16-wide spiking student config with every spike rate far from 0 and 1 (initializer 0.5)."""
+    values = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                  max_position_embeddings=16, t_conv=4, vth=1.0, initializer_range=0.5, hidden_dropout_prob=0.0,
+                  attention_probs_dropout_prob=0.0)
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def tiny_batch():
+    """(ids, segments, mask) of 3 sentences of 7 tokens, the first padded after 5."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 60, (3, 7), generator=generator)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, 5:] = 0
+    return ids, torch.zeros_like(ids), mask
+
+
 def random_sentence(rng, low=2, high=7):
     return [rng.choice(WORDS) for _ in range(rng.randint(low, high))]
 

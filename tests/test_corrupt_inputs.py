@@ -150,30 +150,19 @@ def exit_message(main, argv):
     return str(stop.value.code)
 
 
-@pytest.mark.parametrize("damage", [truncated, random_bytes])
-@pytest.mark.parametrize("main, arguments, teacher_key, damaged",
-                         script_cases())
-def test_scripts_stop_with_one_line_on_corrupt_weights(models, tmp_path, main, arguments, teacher_key, damaged,
-                                                       damage):
-    teacher, student, path = damaged_models(models, tmp_path, teacher_key, damaged, WEIGHTS_NAME, damage)
-    out = tmp_path / "out"
-    message = exit_message(main, arguments(models, str(out), teacher, student))
-    assert message.startswith("error: ")
-    assert_one_line_naming(message, path)
-    # The weights load after the output folder was claimed; a failed run leaves it as it found it.
-    assert not out.exists()
-
-
+@pytest.mark.parametrize("file_name", [WEIGHTS_NAME, CONFIG_NAME])
 @pytest.mark.parametrize("damage", [truncated, random_bytes])
 @pytest.mark.parametrize("main, arguments, teacher_key, damaged", script_cases())
-def test_scripts_stop_with_one_line_on_corrupt_config(models, tmp_path, main, arguments, teacher_key, damaged,
-                                                      damage):
-    teacher, student, path = damaged_models(models, tmp_path, teacher_key, damaged, CONFIG_NAME, damage)
+def test_scripts_stop_with_one_line_on_corrupt_weights_or_config(models, tmp_path, main, arguments, teacher_key,
+                                                                 damaged, damage, file_name):
+    teacher, student, path = damaged_models(models, tmp_path, teacher_key, damaged, file_name, damage)
     out = tmp_path / "out"
     message = exit_message(main, arguments(models, str(out), teacher, student))
     assert message.startswith("error: ")
     assert_one_line_naming(message, path)
-    assert not out.exists()  # configs are read before anything is written
+    # Configs are read before anything is written; weights after the output folder was claimed, and a failed
+    # run leaves it as it found it.
+    assert not out.exists()
 
 
 def test_binary_vocab_is_a_one_line_error_naming_it(models, tmp_path):

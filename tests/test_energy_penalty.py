@@ -6,28 +6,16 @@ import spiking_bert_task_distill as task
 from distill.energy_report import set_report
 from distill.evaluation import EvalResult
 from distill.losses import energy_ratio, with_energy_penalty
-from distill_fixtures import make_student_config, make_teacher, write_task
+from distill_fixtures import make_student_config, make_teacher, tiny_batch, tiny_spiking_config, write_task
 from models import SpikingBertForSequenceClassification
 from modules.energy import BertSize, fan_outs
 from modules.snn_bert_modules import LayerPopulations
 from modules.snnide_bert_multilayer_modules import Populations
-from transformer.modeling import BertConfig
 
 
 def tiny_student():
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=16, t_conv=4, vth=1.0, initializer_range=0.5,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return SpikingBertForSequenceClassification(config, 2).eval()
-
-
-def tiny_batch():
-    generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, 60, (3, 7), generator=generator)
-    mask = torch.ones(3, 7, dtype=torch.long)
-    mask[0, 5:] = 0
-    return ids, torch.zeros_like(ids), mask
+    return SpikingBertForSequenceClassification(tiny_spiking_config(), 2).eval()
 
 
 def test_the_penalty_is_the_energy_reports_accumulate_ratio_for_the_batch():

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 import spiking_bert_task_distill as task
-from distill_fixtures import make_student_config, make_teacher, write_task
+from distill_fixtures import make_student_config, make_teacher, tiny_batch, write_task
+from distill_fixtures import tiny_spiking_config as tiny_config
 from glue import Batch
 from models import SpikingBertForSequenceClassification
 from models.initialisation import calibrate_thresholds, init_from_teacher, leading_directions, low_rank, project
 from modules.snn_modules import IFNeuron, LeakyIFNeuron
-from transformer.modeling import BertConfig, BertModel, embed_inputs
+from transformer.modeling import BertModel, embed_inputs
 
 T = 8
 # Dyadic currents: the step-by-step sums in the simulation are exact, as in the closed form.
@@ -79,22 +80,6 @@ def test_leaky_surrogate_is_its_closed_form_rate():
     (gradient,) = torch.autograd.grad(neuron.equilibrium_rate(leaf).sum(), leaf)
     assert torch.isfinite(gradient).all() and gradient[currents < 0.099].abs().max() == 0
     assert (gradient[(currents > 0.12) & (currents < 0.9)] > 0).all()
-
-
-def tiny_config(**overrides):
-    values = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                  max_position_embeddings=16, t_conv=4, vth=1.0, initializer_range=0.5, hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0)
-    values.update(overrides)
-    return BertConfig(**values)
-
-
-def tiny_batch():
-    generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, 60, (3, 7), generator=generator)
-    mask = torch.ones(3, 7, dtype=torch.long)
-    mask[0, 5:] = 0
-    return ids, torch.zeros_like(ids), mask
 
 
 @pytest.mark.parametrize("scope", ["population", "neuron"])
