@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modules.snn_modules import make_neuron
-from transformer.modeling import BertIntermediate, BertResidualOutput, BertSelfAttention
+from transformer.modeling import BertAttention, BertLayer, BertSelfAttention
 
 
 class LayerPopulations(NamedTuple):
@@ -82,21 +82,17 @@ class SplitSelfAttention(BertSelfAttention):
         return context.transpose(1, 2).flatten(2), scores
 
 
-class SpikingBertAttention(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.self = SplitSelfAttention(config)
-        self.output = BertResidualOutput(config, config.hidden_size)
+class SpikingBertAttention(BertAttention):
+    """BERT's attention block (the same parameters, so a teacher's load into it) with split self-attention."""
+    self_attention_class = SplitSelfAttention
 
 
-class SpikingBertLayer(nn.Module):
+class SpikingBertLayer(BertLayer):
     """One encoder layer: BERT's blocks and the six populations of LayerPopulations."""
+    attention_class = SpikingBertAttention
 
     def __init__(self, config):
-        super().__init__()
-        self.attention = SpikingBertAttention(config)
-        self.intermediate = BertIntermediate(config)
-        self.output = BertResidualOutput(config, config.intermediate_size)
+        super().__init__(config)
         dropout = DROPOUTS[config.spiking.dropout_masks]
         for block in (self.attention.self, self.attention.output, self.output):
             block.dropout = dropout(block.dropout.p)

@@ -102,8 +102,9 @@ def write_frontier_plot(points, teachers, path):
                             [(p["test_acc_range"][1] - p["test_acc"]) * 100 for p in own]],
                       fmt="o", color=colours[run], capsize=2, label=f"{run}: spiking student")
         for p in own:
-            axis.annotate(p["label"].replace("t_conv ", "T=").replace(" (at most ", " T<=").rstrip(")"), (p["energy_ratio"], p["test_acc"] * 100),
-                          textcoords="offset points", xytext=(4, -9), fontsize=6, color=colours[run])
+            short = p["label"].replace("t_conv ", "T=").replace(" (at most ", " T<=").rstrip(")")
+            axis.annotate(short, (p["energy_ratio"], p["test_acc"] * 100), textcoords="offset points",
+                          xytext=(4, -9), fontsize=6, color=colours[run])
     front = pareto_front(points)
     axis.plot([p["energy_ratio"] for p in front], [p["test_acc"] * 100 for p in front], "k--", linewidth=1,
               label="Pareto front of the students")

@@ -22,48 +22,42 @@ PAPER_SPIKING = {"vth": 1.0}
 # is offline), 4 tries per sentence: about 5 sentences per training sentence.
 AUGMENTATION = {"candidates": "embedding", "N": 4}
 
+def paper_method(t_conv, epochs, learning_rates, batch, eval_step):
+    """The paper's three distillation stages: general KD, task IKD, prediction KD; each argument but
+    ``batch`` and ``eval_step`` (prediction KD's) is a triple, one per stage."""
+    return [(stage, {**({"pred_distill": True} if stage == "pred_kd" else {}), "t_conv": steps,
+                     "num_train_epochs": epoch_count, "train_batch_size": batch, "learning_rate": rate,
+                     **({"eval_step": eval_step} if stage == "pred_kd" else {})})
+            for stage, steps, epoch_count, rate in zip(("general_kd", "task_ikd", "pred_kd"), t_conv, epochs,
+                                                       learning_rates)]
+
+
+def slices(train, dev=None, test=None, corpus=None):
+    """The data slices: movie training, dev and test sentences and corpus sentences (None: all of them)."""
+    return {"train_sentences": train, "dev_sentences": dev, "test_sentences": test, "corpus_sentences": corpus}
+
+
 PRESETS = {
     "smoke": {
-        "data": {"train_sentences": 160, "dev_sentences": 64, "test_sentences": 64, "corpus_sentences": 200},
-        "max_seq_length": 32, "eval_t_conv": [2, 4, 8, 16], "eval_batch_size": 64, "seeds": [42],
-        "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 1e-4},
-        "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
-        "spiking": PAPER_SPIKING,
-        "distillation": [
-            ("general_kd", {"t_conv": 4, "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 3e-4}),
-            ("task_ikd", {"t_conv": 4, "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 3e-4}),
-            ("pred_kd", {"pred_distill": True, "t_conv": 4, "num_train_epochs": 1, "train_batch_size": 16,
-                         "learning_rate": 1e-4, "eval_step": 5}),
-        ],
+        "data": slices(160, 64, 64, 200), "max_seq_length": 32, "eval_t_conv": [2, 4, 8, 16], "eval_batch_size": 64,
+        "seeds": [42], "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 1e-4},
+        "corpus": {"epochs_to_generate": 1, "max_seq_len": 32}, "spiking": PAPER_SPIKING,
+        "distillation": paper_method((4, 4, 4), (1, 1, 1), (3e-4, 3e-4, 1e-4), batch=16, eval_step=5),
     },
     # The paper's method at the CPU budget: general KD and IKD at 8 steps, prediction KD at 32 (after IKD at
     # 8, prediction KD at 8 steps stayed at the majority class: the [CLS] rates, quantised to 1/8, hardly
     # differed between sentences).
     "paper": {
-        "data": {"train_sentences": 4000, "dev_sentences": None, "test_sentences": None, "corpus_sentences": 5000},
-        "max_seq_length": 64, "eval_t_conv": [4, 8, 16, 32], "eval_batch_size": 64, "seeds": [42],
-        "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
-        "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},
-        "spiking": PAPER_SPIKING,
-        "distillation": [
-            ("general_kd", {"t_conv": 8, "num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 3e-4}),
-            ("task_ikd", {"t_conv": 8, "num_train_epochs": 3, "train_batch_size": 16, "learning_rate": 3e-4}),
-            ("pred_kd", {"pred_distill": True, "t_conv": 32, "num_train_epochs": 1, "train_batch_size": 16,
-                         "learning_rate": 1e-4, "eval_step": 125}),
-        ],
+        "data": slices(4000, corpus=5000), "max_seq_length": 64, "eval_t_conv": [4, 8, 16, 32], "eval_batch_size": 64,
+        "seeds": [42], "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
+        "corpus": {"epochs_to_generate": 1, "max_seq_len": 32}, "spiking": PAPER_SPIKING,
+        "distillation": paper_method((8, 8, 32), (1, 3, 1), (3e-4, 3e-4, 1e-4), batch=16, eval_step=125),
     },
     "full": {
-        "data": {"train_sentences": None, "dev_sentences": None, "test_sentences": None, "corpus_sentences": None},
-        "max_seq_length": 128, "eval_t_conv": [25, 50, 125, 250], "eval_batch_size": 32, "seeds": [42],
-        "teacher": {"num_train_epochs": 3, "train_batch_size": 32, "learning_rate": 2e-5},
-        "corpus": {"epochs_to_generate": 3, "max_seq_len": 128},
-        "spiking": PAPER_SPIKING,
-        "distillation": [
-            ("general_kd", {"t_conv": 125, "num_train_epochs": 3, "train_batch_size": 32, "learning_rate": 5e-5}),
-            ("task_ikd", {"t_conv": 125, "num_train_epochs": 10, "train_batch_size": 32, "learning_rate": 5e-5}),
-            ("pred_kd", {"pred_distill": True, "t_conv": 125, "num_train_epochs": 3, "train_batch_size": 32,
-                         "learning_rate": 3e-5, "eval_step": 100}),
-        ],
+        "data": slices(None), "max_seq_length": 128, "eval_t_conv": [25, 50, 125, 250], "eval_batch_size": 32,
+        "seeds": [42], "teacher": {"num_train_epochs": 3, "train_batch_size": 32, "learning_rate": 2e-5},
+        "corpus": {"epochs_to_generate": 3, "max_seq_len": 128}, "spiking": PAPER_SPIKING,
+        "distillation": paper_method((125, 125, 125), (3, 10, 3), (5e-5, 5e-5, 3e-5), batch=32, eval_step=100),
     },
 }
 
@@ -79,7 +73,7 @@ PRESETS = {
 # augmented version each instead (15,718 rows) gave the same at 8 and 16 steps over four seeds, 0.3 less at 32.
 FEW_STEP_SPIKING = {**PAPER_SPIKING, "membrane_init": 0.5, "surrogate": "grid", "train_simulation": "off"}
 PRESETS["default"] = {
-    "data": {"train_sentences": 4000, "dev_sentences": None, "test_sentences": None, "corpus_sentences": 0},
+    "data": slices(4000, corpus=0),
     "max_seq_length": 64, "eval_t_conv": [4, 8, 16, 32], "eval_batch_size": 64, "seeds": [42, 7],
     "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
     "augment": {**AUGMENTATION, "N": 3},  # about 4 sentences per training sentence: the run fits in 45 minutes
@@ -97,7 +91,7 @@ PRESETS["default"] = {
 # prediction KD for 3 epochs (the best dev epoch kept), evaluated from 1 to 32 steps; about 2.5 hours on the
 # 2-core CPU with the two seeds side by side.
 PRESETS["reference"] = {
-    "data": {"train_sentences": None, "dev_sentences": None, "test_sentences": None, "corpus_sentences": 0},
+    "data": slices(None, corpus=0),
     "max_seq_length": 64, "eval_t_conv": [1, 2, 4, 8, 16, 32], "eval_batch_size": 64, "seeds": [42, 7],
     "teacher": {"num_train_epochs": 4, "train_batch_size": 32, "learning_rate": 5e-5},
     "augment": {**AUGMENTATION, "N": 3},
@@ -144,7 +138,7 @@ def with_augmentation(preset, aug):
 # few-step option, and that combination with options taken out, under one budget smaller than the default's.
 ABLATION_TRAIN_T_CONV = 8
 ABLATION_BUDGET = {
-    "data": {"train_sentences": 2000, "dev_sentences": 500, "test_sentences": None, "corpus_sentences": 3000},
+    "data": slices(2000, 500, corpus=3000),
     "max_seq_length": 64, "eval_t_conv": [4, 8, 16, 32], "eval_batch_size": 64, "seeds": [42, 7],
     "teacher": {"num_train_epochs": 1, "train_batch_size": 16, "learning_rate": 5e-5},
     "corpus": {"epochs_to_generate": 1, "max_seq_len": 32},

@@ -248,9 +248,11 @@ class BertResidualOutput(nn.Module):
 
 
 class BertAttention(nn.Module):
+    self_attention_class = BertSelfAttention  # a subclass may use another (the spiking student's)
+
     def __init__(self, config):
         super().__init__()
-        self.self = BertSelfAttention(config)
+        self.self = self.self_attention_class(config)
         self.output = BertResidualOutput(config, config.hidden_size)
 
     def forward(self, hidden_states, attention_mask):
@@ -269,9 +271,11 @@ class BertIntermediate(nn.Module):
 
 
 class BertLayer(nn.Module):
+    attention_class = BertAttention  # a subclass may use another (the spiking student's)
+
     def __init__(self, config):
         super().__init__()
-        self.attention = BertAttention(config)
+        self.attention = self.attention_class(config)
         self.intermediate = BertIntermediate(config)
         self.output = BertResidualOutput(config, config.intermediate_size)
 
