@@ -123,15 +123,14 @@ def simulate_until_settled(model, input_ids, token_type_ids, attention_mask, rul
     while len(running):
         simulation.run(min(rule.check_every, t_conv - simulation.steps_done))
         steps = simulation.steps_done
-        counts = simulation.spike_counts()
-        logits = model.logits_of(counts.layers[-1].output[:, :1] / steps)  # only [CLS] is read
+        logits = model.logits_of(simulation.output_rates(tokens=1))  # only [CLS] is read
         stop = settling.settled(logits, steps) | (steps >= t_conv)
         if not stop.any():
             continue
         stopped, going_on = stop.nonzero().squeeze(1), (~stop).nonzero().squeeze(1)
         rows = running[stopped]
-        rates = counts.map(lambda count: count[stopped] / steps)
-        rates_out[rows], spikes_out[rows] = population_statistics(rates, attention_mask[rows], steps)
+        counts = simulation.event_counts().map(lambda count: count[stopped])
+        rates_out[rows], spikes_out[rows] = population_statistics(counts, attention_mask[rows], steps)
         logits_out[rows], steps_out[rows] = logits[stopped].float(), steps
         if len(going_on):
             simulation.keep(going_on)

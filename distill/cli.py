@@ -65,6 +65,9 @@ def add_spiking_args(parser):
                          help="one threshold for all neurons (shared, paper), per population or per neuron")
     spiking.add_argument("--learn_threshold", type=on_off, default=None, metavar="{on,off}",
                          help="train the per-population or per-neuron thresholds")
+    spiking.add_argument("--ternary_spikes", type=on_off, default=None, metavar="{on,off}",
+                         help="signed spikes (-1, 0, +1) scaled by a learned amplitude per population (SpikeLM's "
+                              "ternary spikes; paper: off)")
     spiking.add_argument("--train_simulation", type=on_off, default=None, metavar="{on,off}",
                          help="off: training uses the surrogate's values alone (no simulation; about one BERT "
                               "training step); evaluation always simulates")
@@ -102,7 +105,7 @@ def add_stopping_rule_args(parser):
 
 # Flags that override SpikingConfig settings of the same name.
 SPIKING_FLAGS = ("t_conv", "vth", "membrane_init", "surrogate", "threshold_scope", "learn_threshold",
-                 "train_simulation")
+                 "ternary_spikes", "train_simulation")
 
 
 def spiking_overrides(args):

@@ -280,7 +280,7 @@ def with_rate_penalty(losses, student, attention_mask, weight):
 
     Energy grows with spikes x steps, so the penalty trades a little distillation loss for fewer spikes.
     """
-    rate = mean_spike_rate(student.rates, attention_mask)
+    rate = mean_spike_rate(student.event_rates, attention_mask)
     if not weight:
         return {**losses, "rate": rate.detach()}
     return {**losses, "loss": losses["loss"] + weight * rate, "rate": rate}
@@ -306,5 +306,5 @@ def with_energy_penalty(losses, student, attention_mask, weight, t_conv, size):
     each population's spikes by what they cost (their fan-out)."""
     if not weight:
         return losses
-    ratio = energy_ratio(student.rates, attention_mask, t_conv, size)
+    ratio = energy_ratio(student.event_rates, attention_mask, t_conv, size)
     return {**losses, "loss": losses["loss"] + weight * ratio, "energy": ratio}

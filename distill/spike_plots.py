@@ -19,13 +19,13 @@ POPULATION_COLOURS = {"embedding": "black", "key": "tab:blue", "value": "tab:ora
 @torch.no_grad()
 def spike_trace(model, feature, steps_used):
     """(per-token rates [P, L] after ``steps_used`` steps, [CLS] rates [T, P] after each of the model's t_conv
-    steps) of one sentence simulated alone."""
+    steps) of one sentence simulated alone; rates of spikes of either sign."""
     length = feature.seq_length
     ids, segments = (torch.tensor([getattr(feature, name)[:length]]) for name in ("input_ids", "segment_ids"))
     simulation = model.start_simulation(ids, segments, torch.ones_like(ids))
     cls_rates, token_rates = [], None
     for step in range(1, model.config.spiking.t_conv + 1):
-        counts = simulation.run(1).spike_counts().flat()
+        counts = simulation.run(1).event_counts().flat()
         cls_rates.append([count[0, 0].float().mean().item() / step for count in counts])
         if step == steps_used:
             token_rates = torch.stack([count[0].float().mean(-1) / step for count in counts])

@@ -35,6 +35,9 @@ class SpikingConfig:
     threshold_scope: str = "shared"
     # Train the per-population or per-neuron thresholds (kept positive as exp of a parameter).
     learn_threshold: bool = False
+    # Signed spikes: a neuron also fires -1 when its membrane falls to -vth, and each population's spikes are
+    # scaled by a learned amplitude (SpikeLM's ternary spikes; modules/snn_modules.py TernaryIFNeuron).
+    ternary_spikes: bool = False
     # A Linear H -> H from the last output population back into the embedding population.
     feedback: bool = False
     # Training forward values from a T-step simulation (the paper) or from the surrogate alone.
@@ -56,6 +59,8 @@ class SpikingConfig:
                 raise ValueError(f"{field.name} {problem}, got {getattr(self, field.name)!r}")
         if self.learn_threshold and self.threshold_scope == "shared":
             raise ValueError("learn_threshold needs threshold_scope 'population' or 'neuron'")
+        if self.ternary_spikes and self.leaky != 1.0:
+            raise ValueError("ternary_spikes needs leaky 1 (integrate-and-fire)")
         object.__setattr__(self, "t_conv", int(self.t_conv))
 
     @property
@@ -86,6 +91,7 @@ CHECKS = {
     "surrogate": (lambda v: v in SURROGATES, f"must be one of {', '.join(SURROGATES)}"),
     "threshold_scope": (lambda v: v in THRESHOLD_SCOPES, f"must be one of {', '.join(THRESHOLD_SCOPES)}"),
     "learn_threshold": (lambda v: isinstance(v, bool), "must be true or false"),
+    "ternary_spikes": (lambda v: isinstance(v, bool), "must be true or false"),
     "feedback": (lambda v: isinstance(v, bool), "must be true or false"),
     "train_simulation": (lambda v: isinstance(v, bool), "must be true or false"),
     "sim_chunk_steps": (lambda v: v is None or _integer(v, 1), "must be an integer >= 1"),

@@ -39,7 +39,7 @@ from models.config import SpikingBertConfig
 from models.pretrained import load_student
 from modules.broyden import broyden
 from modules.snn_modules import StraightThrough, make_neuron
-from modules.snnide_bert_multilayer_modules import Populations, Simulation, chunk_steps
+from modules.snnide_bert_multilayer_modules import Populations, Simulation, chunk_steps, neuron_populations
 from modules.snn_bert_modules import SpikingBertLayer
 from transformer.modeling import BertEmbeddings, BertPreTrainedModel, embed_inputs
 
@@ -60,6 +60,10 @@ class SpikingBertOutput(NamedTuple):
     population_rates: Optional[torch.Tensor] = None
     # With output_rates: each population's spikes over real tokens and all steps [B, P] (float64, exact counts).
     population_spikes: Optional[torch.Tensor] = None
+    # Every population's spikes of either sign per neuron and step [B, L, width], with the rates' gradient: the
+    # rates themselves for binary spikes, |rate| / amplitude for signed ones (what the rate and energy penalties
+    # count).
+    event_rates: Optional[Populations] = None
 
 
 class SpikingBertEncoder(nn.Module):
@@ -113,6 +117,19 @@ class SpikingBertModel(nn.Module):
         for index, layer in enumerate(self.layers, 1):
             named.update({f"layer{index}.{name}": neuron for name, neuron in layer.neurons.items()})
         return named
+
+    def event_rates(self, rates):
+        """Populations of spikes of either sign per neuron and step, from Populations of outputs: the rates
+        themselves for binary spikes; for signed spikes each neuron's ``event_rate`` (|rate| / amplitude), valued
+        at a simulation's own counts where the rates carry them (a neuron may fire both signs)."""
+        if not self.config.spiking.ternary_spikes:
+            return rates
+        event_rates = rates.zip_map(lambda rate, neuron: neuron.event_rate(rate),
+                                    neuron_populations(self.embedding_neuron, self.layers))
+        if rates.spikes is None:
+            return event_rates
+        steps = self.config.spiking.t_conv
+        return event_rates.zip_map(lambda path, count: StraightThrough.apply(path, count / steps), rates.spikes)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """(Populations of [B, L, width] outputs, list of N [B, A, L, L] pre-softmax masked scores).
@@ -174,7 +191,7 @@ class SpikingBertModel(nn.Module):
             activations, scores = self.surrogate(embedding_current, mask)
         else:
             activations, scores = self.implicit_surrogate(embedding_current, mask, rates.layers[-1].output)
-        return activations.zip_map(StraightThrough.apply, rates), scores
+        return activations.zip_map(StraightThrough.apply, rates)._replace(spikes=rates.spikes), scores
 
     def implicit_surrogate(self, embedding_current, mask, equilibrium):
         """Surrogate whose last population is the equilibrium state z*, differentiated implicitly.
@@ -203,21 +220,16 @@ def mean_rate_per_example(rate, attention_mask):
     return (rate.mean(-1) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
-def spikes_per_example(rate, attention_mask, steps):
-    """[B, L, W] rates after ``steps`` steps (one int, or [B, 1, 1]) -> [B] spikes over real tokens, neurons
-    and steps (float64)."""
-    counts = (rate.double() * steps).round().sum(-1)
-    return (counts * attention_mask.double()).sum(-1)
-
-
-def population_statistics(rates, attention_mask, steps):
-    """([B, P] mean rate, [B, P] spike count) of every population (Populations of [B, L, W] rates after
-    ``steps`` steps: one int, or a [B] tensor), over real tokens; P in population_names order."""
+def population_statistics(spike_counts, attention_mask, steps):
+    """([B, P] mean rate, [B, P] spike count) of every population, from Populations of [B, L, W] counts of spikes
+    of either sign after ``steps`` steps (one int, or a [B] tensor): spikes per neuron and step averaged over real
+    tokens, and spikes summed over real tokens, neurons and steps (float64, exact); P in population_names order."""
     if torch.is_tensor(steps):
-        steps = steps.double().view(-1, 1, 1)
-    flat = [r.detach() for r in rates.flat()]
-    population_rates = torch.stack([mean_rate_per_example(r, attention_mask) for r in flat], 1)
-    population_spikes = torch.stack([spikes_per_example(r, attention_mask, steps) for r in flat], 1)
+        steps = steps.view(-1, 1, 1)
+    flat = [count.detach() for count in spike_counts.flat()]
+    population_rates = torch.stack([mean_rate_per_example(count / steps, attention_mask) for count in flat], 1)
+    population_spikes = torch.stack([(count.double().sum(-1) * attention_mask.double()).sum(-1)
+                                     for count in flat], 1)
     return population_rates, population_spikes
 
 
@@ -251,11 +263,17 @@ class SpikingBertPreTrainedModel(BertPreTrainedModel):
     def outputs(self, rates, attention_scores, attention_mask, output_rates, logits=None):
         """The SpikingBertOutput of a forward pass."""
         hidden_states = [self.fit_dense(r) for r in [rates.embedding] + rates.layer_outputs()]
+        event_rates = self.bert.event_rates(rates)
         if not output_rates:
-            return SpikingBertOutput(hidden_states, attention_scores, rates, logits)
-        population_rates, population_spikes = population_statistics(rates, attention_mask, self.config.spiking.t_conv)
+            return SpikingBertOutput(hidden_states, attention_scores, rates, logits, event_rates=event_rates)
+        t_conv = self.config.spiking.t_conv
+        # Without a simulation (training on the surrogate alone): the counts its rates stand for.
+        counts = rates.spikes
+        if counts is None:
+            counts = event_rates.map(lambda rate: (rate.detach() * t_conv).round())
+        population_rates, population_spikes = population_statistics(counts, attention_mask, t_conv)
         return SpikingBertOutput(hidden_states, attention_scores, rates, logits, population_rates,
-                                 population_spikes)
+                                 population_spikes, event_rates)
 
     @classmethod
     def build(cls, config):
@@ -268,8 +286,9 @@ class SpikingBertPreTrainedModel(BertPreTrainedModel):
 
     def fresh_weights_allowed(self, key):
         """Weights that may be missing from (or mis-shaped in) a checkpoint and start fresh: fit_dense
-        (a teacher of another width) and thresholds of a student whose scope the config changed."""
-        return key.startswith("fit_dense.") or key.endswith("log_threshold")
+        (a teacher of another width), thresholds of a student whose scope the config changed, and the amplitudes
+        of signed spikes (a student of binary spikes continued with signed ones)."""
+        return key.startswith("fit_dense.") or key.endswith(("log_threshold", "log_amplitude"))
 
     def refuses_unused(self, key):
         """Every backbone tensor of a student's file has a place in a student built from the same config:

@@ -10,6 +10,11 @@ A neuron object holds its parameters (threshold, leak, starting membrane) and of
 
 A new neuron rule is a subclass that overrides ``fire_step`` (and, for training, the
 two rates). ``make_neuron`` picks the class from the spiking config.
+
+A population's output is ``rate_of`` its spike count: count / T for the paper's binary
+spikes; signed spikes (``TernaryIFNeuron``) also carry a sign and a learned amplitude, so
+their count of spikes of either sign (``NeuronState.event_count``, what energy counts) is
+kept apart from the signed count.
 """
 import math
 
@@ -19,16 +24,21 @@ import torch.nn.functional as F
 
 
 class NeuronState:
-    """Membrane potential and spike count of one population during one simulation."""
+    """Membrane potential and spike counts of one population during one simulation: ``spike_count`` sums the
+    spikes as emitted (signed for signed spikes), ``event_count`` counts spikes of either sign (the same tensor
+    for binary spikes)."""
 
-    def __init__(self, membrane):
+    def __init__(self, membrane, signed=False):
         self.membrane = membrane
         self.spike_count = torch.zeros_like(membrane)
+        self.event_count = torch.zeros_like(membrane) if signed else self.spike_count
 
     def keep(self, rows):
         """Keep only these batch rows (sentences leaving a simulation early)."""
+        signed = self.event_count is not self.spike_count
         self.membrane = self.membrane[rows]
         self.spike_count = self.spike_count[rows]
+        self.event_count = self.event_count[rows] if signed else self.spike_count
 
 
 class StraightThrough(torch.autograd.Function):
@@ -106,11 +116,21 @@ class IFNeuron(nn.Module):
 
     # ------------------------------------------------------------------ simulation
 
+    signed = False
+
     def start(self, like):
         """The state before the first step, for currents shaped like ``like`` ([B, ...])."""
         if self.membrane_init == 0:
-            return NeuronState(torch.zeros_like(like))
-        return NeuronState(torch.ones_like(like).mul_(self.threshold() * self.membrane_init))
+            return NeuronState(torch.zeros_like(like), self.signed)
+        return NeuronState(torch.ones_like(like).mul_(self.threshold() * self.membrane_init), self.signed)
+
+    def rate_of(self, spike_count, steps):
+        """The population's output after ``steps`` steps with these spike counts: the average spike rate."""
+        return spike_count / steps
+
+    def event_rate(self, rate):
+        """Spikes per neuron and step of a population output ``rate``: the rate itself for binary spikes."""
+        return rate
 
     @torch.no_grad()
     def scan(self, current, state, steps):
@@ -211,11 +231,84 @@ class LeakyIFNeuron(IFNeuron):
         return state.spike_count.div_(steps)
 
 
+class TernaryIFNeuron(IFNeuron):
+    """Integrate-and-fire with signed (ternary) spikes and a learned amplitude a, as in SpikeLM:
+
+        u <- u + I(t);   s(t) = [u >= vth] - [u <= -vth];   u <- u - vth s(t)
+
+    and the population emits a s(t) in {-a, 0, a}; its output after T steps is a x (signed count) / T.
+    The membrane starts at m vth (m = membrane_init), as for binary spikes, so under a constant current c a
+    neuron fires clamp(floor(T c / vth + m), 0, T) spikes of +1 for c >= 0; for c < 0 it starts m vth
+    further from the negative threshold and fires clamp(floor(T |c| / vth - m), 0, T - 1) spikes of -1, plus
+    one where |c| >= (1 + m) vth (only then can it fire in the first step); its rate converges to
+    clamp(c / vth, -1, 1). A spike of either sign is one event: one accumulate for each target.
+    The amplitude is exp(log_amplitude), a parameter per population starting at 1.
+    """
+    signed = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log_amplitude = nn.Parameter(torch.zeros(()))
+
+    def amplitude(self):
+        return self.log_amplitude.exp()
+
+    def extra_repr(self):
+        return "ternary, " + super().extra_repr()
+
+    def rate_of(self, spike_count, steps):
+        return spike_count / steps * self.amplitude().detach()
+
+    @torch.no_grad()
+    def calibrate(self, current, percentile):
+        """As IFNeuron's, on the currents' magnitudes: either sign reaches a threshold."""
+        super().calibrate(current.abs(), percentile)
+
+    @torch.no_grad()
+    def scan(self, current, state, steps):
+        per_step = current.view(steps, -1, *current.shape[1:])
+        threshold = self.threshold()
+        for step in per_step.unbind(0):
+            self.fire_step(state.membrane, step, threshold)
+            state.spike_count.add_(step)
+            state.event_count.add_(step.abs())
+        return current.mul_(self.amplitude())
+
+    def fire_step(self, membrane, current, threshold):
+        """One step in place: integrate ``current``, write the signed spikes into it, reset by subtraction."""
+        membrane.add_(current)
+        negative = membrane <= -threshold
+        torch.ge(membrane, threshold, out=current)
+        current.sub_(negative.to(current.dtype))
+        if isinstance(threshold, float):
+            membrane.sub_(current, alpha=threshold)
+        else:
+            membrane.addcmul_(current, threshold, value=-1)
+
+    def equilibrium_rate(self, current):
+        return F.hardtanh(current / self.threshold(), -1.0, 1.0) * self.amplitude()
+
+    @torch.no_grad()
+    def constant_current_rate(self, current, steps):
+        drive = current * steps / self.threshold()
+        positive = torch.floor(drive + self.membrane_init).clamp_(0, steps)
+        negative = torch.floor(-drive - self.membrane_init).clamp_(0, steps - 1)
+        negative.add_(-drive >= steps * (1 + self.membrane_init))
+        return positive.sub_(negative).div_(steps).mul_(self.amplitude())
+
+    def event_rate(self, rate):
+        """Spikes of either sign per neuron and step of a population output ``rate`` (a x signed rate): |rate| / a,
+        with the rate's gradient (none reaches the amplitude)."""
+        return rate.abs() / self.amplitude()
+
+
 def make_neuron(spiking, width):
     """The neuron population of a spiking config (models.config.SpikingConfig) with ``width`` neurons."""
     shape = {"shared": None, "population": (), "neuron": (width,)}[spiking.threshold_scope]
     kwargs = dict(vth=spiking.vth, membrane_init=spiking.membrane_init, surrogate=spiking.surrogate,
                   threshold_shape=shape, learn_threshold=spiking.learn_threshold)
+    if spiking.ternary_spikes:
+        return TernaryIFNeuron(**kwargs)
     if spiking.leaky == 1.0:
         return IFNeuron(**kwargs)
     return LeakyIFNeuron(spiking.leaky, **kwargs)

@@ -9,9 +9,10 @@ computed for the whole chunk with the steps folded into the batch (one GEMM), th
 neuron scans the chunk's steps in place. Membranes carry over from chunk to chunk, so the
 spikes do not depend on the chunk size. The loop never reads a tensor value on the host.
 
-The average spike rate (ASR) of a population after T steps is its spike count / T.
+The average spike rate (ASR) of a population after T steps is its spike count / T (times
+the amplitude, for signed spikes: the neuron's ``rate_of``).
 """
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 import torch
 
@@ -22,9 +23,11 @@ DEFAULT_CHUNK_BUDGET_MB = {"cpu": 48, "cuda": 2048}
 
 
 class Populations(NamedTuple):
-    """One value per neuron population: the embedding population's, then each layer's."""
+    """One value per neuron population: the embedding population's, then each layer's. Rates that come from
+    a simulation carry its spike counts (spikes of either sign) in ``spikes``."""
     embedding: torch.Tensor
     layers: List[LayerPopulations]
+    spikes: Optional["Populations"] = None
 
     @staticmethod
     def names(num_layers):
@@ -48,6 +51,12 @@ class Populations(NamedTuple):
         """Populations of fn(mine, other's) for each population."""
         layers = [LayerPopulations(*map(fn, mine, theirs)) for mine, theirs in zip(self.layers, other.layers)]
         return Populations(fn(self.embedding, other.embedding), layers)
+
+
+def neuron_populations(embedding_neuron, layers):
+    """Populations of the neuron modules: ``embedding_neuron``, then each layer's ``neurons`` by population name."""
+    return Populations(embedding_neuron, [LayerPopulations(*(layer.neurons[name] for name in LayerPopulations._fields))
+                                          for layer in layers])
 
 
 def step_bytes(config, batch, seq_len, element_size):
@@ -136,15 +145,30 @@ class Simulation:
         for step_scores in per_step_scores.unbind(0):
             self.score_sums[index].add_(step_scores)
 
-    def spike_counts(self):
-        """Populations of each neuron's spike count so far (the state's own tensors)."""
-        layers = [LayerPopulations(*(states[name].spike_count for name in LayerPopulations._fields))
+    def _counts(self, kind):
+        layers = [LayerPopulations(*(getattr(states[name], kind) for name in LayerPopulations._fields))
                   for states in self.layer_states]
-        return Populations(self.embedding_state.spike_count, layers)
+        return Populations(getattr(self.embedding_state, kind), layers)
+
+    def spike_counts(self):
+        """Populations of each neuron's spike count so far, signed for signed spikes (the state's own tensors)."""
+        return self._counts("spike_count")
+
+    def event_counts(self):
+        """Populations of each neuron's count of spikes of either sign so far (the state's own tensors)."""
+        return self._counts("event_count")
 
     def rates(self):
-        """Populations of average spike rates: spike counts / steps simulated."""
-        return self.spike_counts().map(lambda count: count / self.steps_done)
+        """Populations of average spike rates (each neuron's ``rate_of`` its spike counts over the steps simulated),
+        carrying the spike counts of either sign in ``spikes``."""
+        rates = self.spike_counts().zip_map(lambda count, neuron: neuron.rate_of(count, self.steps_done),
+                                            neuron_populations(self.embedding_neuron, self.layers))
+        return rates._replace(spikes=self.event_counts())
+
+    def output_rates(self, tokens):
+        """The last layer's output rates [B, tokens, H] of the first ``tokens`` positions so far."""
+        count = self.layer_states[-1]["output"].spike_count[:, :tokens]
+        return self.layers[-1].neurons["output"].rate_of(count, self.steps_done)
 
     def mean_scores(self):
         """Each layer's pre-softmax masked scores averaged over the steps simulated ([B, A, L, L])."""

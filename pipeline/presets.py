@@ -106,6 +106,10 @@ PRESETS["reference"] = {
 # against what it costs in energy (twice the populations per step).
 PRESETS["deep"] = {**copy.deepcopy(PRESETS["default"]), "student_config": "spiking_student_model/minilm6",
                    "eval_t_conv": [2, 4, 8, 16, 32]}
+# The default recipe with signed spikes (SpikeLM's ternary spikes: -1, 0 or +1 times a learned amplitude per
+# population): a neuron can say "less" as well as "more" with one spike; evaluated from 1 step.
+PRESETS["ternary"] = {**copy.deepcopy(PRESETS["default"]), "spiking": {**FEW_STEP_SPIKING, "ternary_spikes": "on"},
+                      "eval_t_conv": [1, 2, 4, 8, 16, 32]}
 DEFAULT_PRESET = "default"
 
 

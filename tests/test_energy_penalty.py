@@ -43,7 +43,8 @@ def test_its_gradient_per_population_is_proportional_to_the_fan_out():
     widths = list(size.population_widths().values())
     flat = [torch.rand(2, 4, width, requires_grad=True) for width in widths]
     rates = Populations(flat[0], [LayerPopulations(*flat[1 + 6 * i:7 + 6 * i]) for i in range(size.layers)])
-    losses = with_energy_penalty({"loss": torch.tensor(0.0)}, type("Out", (), {"rates": rates}), mask, 2.5, 4, size)
+    student = type("Out", (), {"event_rates": rates})
+    losses = with_energy_penalty({"loss": torch.tensor(0.0)}, student, mask, 2.5, 4, size)
     losses["loss"].backward()
     fan = fan_outs(mask.sum(1).to(torch.float32), size)
     per_unit = None

@@ -347,6 +347,12 @@ def write_glove(path):
     return path
 
 
+def interruptible():
+    """In the child before exec: Ctrl-C's default action, which Python turns into KeyboardInterrupt. A suite run in
+    the background (``cmd &``) inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_data_augmentation_checks_before_the_work_and_leaves_nothing_half_written(inputs, tmp_path):
     # Default candidates on truncated weights: one line naming the file.
     mlm = tmp_path / "mlm"
@@ -364,7 +370,8 @@ def test_data_augmentation_checks_before_the_work_and_leaves_nothing_half_writte
     argv = [sys.executable, "data_augmentation.py", *augmentation_args(inputs, out, "--glue_dir", str(glue),
                                                                        "--N", "20")]
     for stop in (signal.SIGINT, signal.SIGKILL):
-        process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=interruptible)
         while not glob.glob(str(out / ".train_aug.tsv.tmp-*")):
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
@@ -408,7 +415,7 @@ def test_ctrl_c_stops_a_training_run_with_one_line_and_it_resumes(inputs, tmp_pa
     out = tmp_path / "out"
     argv = task_args(inputs, out, "--num_train_epochs", "500")
     process = subprocess.Popen([sys.executable, "spiking_bert_task_distill.py", *argv], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     wait_for(lambda: list_checkpoints(str(out)), process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -447,7 +454,7 @@ def alive(pid):
 def test_ctrl_c_stops_the_quickstart_and_its_stage_with_one_line(tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "quickstart.py", "--smoke", "--run_dir", str(run_dir)], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     wait_for(lambda: children(process.pid), process, timeout=600)
     stage = children(process.pid)[0]
     process.send_signal(signal.SIGINT)

@@ -239,7 +239,7 @@ def test_rate_penalty_is_the_mean_population_rate_over_real_tokens():
     rates = Populations(embedding, [layer])
     expected = sum((r[0, :2].sum() / r.shape[-1] + r[1].sum() / r.shape[-1]) / 5 for r in rates.flat()) / 7
     assert mean_spike_rate(rates, mask).item() == pytest.approx(expected.item(), rel=1e-6)
-    student = types.SimpleNamespace(rates=rates)
+    student = types.SimpleNamespace(rates=rates, event_rates=rates)
     losses = with_rate_penalty({"loss": torch.tensor(1.0)}, student, mask, 0.5)
     assert losses["loss"].item() == pytest.approx(1.0 + 0.5 * expected.item(), rel=1e-6)
     losses["loss"].backward()
