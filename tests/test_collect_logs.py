@@ -115,6 +115,9 @@ def test_logged_run_folders_are_in_the_collected_layout():
         relative = os.path.relpath(folder, logs)
         if relative in (".", "development", "benchmarks"):
             continue
+        if os.path.basename(folder) == "curves":  # each stage's curves.png, named by stage
+            assert files and all(name.endswith(".png") for name in files), relative
+            continue
         assert set(files) <= allowed, (relative, sorted(set(files) - allowed))
         for name in ("logs.txt", "eval_results.txt"):
             if name in files:
