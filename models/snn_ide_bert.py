@@ -113,10 +113,7 @@ class SpikingBertModel(nn.Module):
 
     def neurons(self):
         """Every population's neuron module, by population name."""
-        named = {"embedding": self.embedding_neuron}
-        for index, layer in enumerate(self.layers, 1):
-            named.update({f"layer{index}.{name}": neuron for name, neuron in layer.neurons.items()})
-        return named
+        return dict(zip(self.population_names(), neuron_populations(self.embedding_neuron, self.layers).flat()))
 
     def event_rates(self, rates):
         """Populations of spikes of either sign per neuron and step, from Populations of outputs: the rates

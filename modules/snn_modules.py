@@ -23,6 +23,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def reset_by_subtraction(membrane, spikes, threshold):
+    """membrane <- membrane - threshold x spikes, in place (``threshold`` a number or a broadcasting tensor)."""
+    if isinstance(threshold, float):
+        membrane.sub_(spikes, alpha=threshold)
+    else:
+        membrane.addcmul_(spikes, threshold, value=-1)
+
+
 class NeuronState:
     """Membrane potential and spike counts of one population during one simulation: ``spike_count`` sums the
     spikes as emitted (signed for signed spikes), ``event_count`` counts spikes of either sign (the same tensor
@@ -142,17 +150,18 @@ class IFNeuron(nn.Module):
         # time and costs two to six times as much as these adds.
         for step in per_step.unbind(0):
             self.fire_step(state.membrane, step, threshold)
-            state.spike_count.add_(step)
+            self.count(state, step)
         return current
+
+    def count(self, state, spikes):
+        """Add one step's ``spikes`` to the state's counts."""
+        state.spike_count.add_(spikes)
 
     def fire_step(self, membrane, current, threshold):
         """One step in place: integrate ``current``, write the spikes into it, reset by subtraction."""
         membrane.add_(current)
         torch.ge(membrane, threshold, out=current)
-        if isinstance(threshold, float):
-            membrane.sub_(current, alpha=threshold)
-        else:
-            membrane.addcmul_(current, threshold, value=-1)
+        reset_by_subtraction(membrane, current, threshold)
 
     # ------------------------------------------------------------------ training surrogate
 
@@ -227,7 +236,7 @@ class LeakyIFNeuron(IFNeuron):
         for _ in range(steps):
             spikes = current.clone()
             self.fire_step(state.membrane, spikes, threshold)
-            state.spike_count.add_(spikes)
+            self.count(state, spikes)
         return state.spike_count.div_(steps)
 
 
@@ -266,13 +275,12 @@ class TernaryIFNeuron(IFNeuron):
 
     @torch.no_grad()
     def scan(self, current, state, steps):
-        per_step = current.view(steps, -1, *current.shape[1:])
-        threshold = self.threshold()
-        for step in per_step.unbind(0):
-            self.fire_step(state.membrane, step, threshold)
-            state.spike_count.add_(step)
-            state.event_count.add_(step.abs())
-        return current.mul_(self.amplitude())
+        """IFNeuron's scan; the population emits its spikes times the amplitude."""
+        return super().scan(current, state, steps).mul_(self.amplitude())
+
+    def count(self, state, spikes):
+        state.spike_count.add_(spikes)
+        state.event_count.add_(spikes.abs())
 
     def fire_step(self, membrane, current, threshold):
         """One step in place: integrate ``current``, write the signed spikes into it, reset by subtraction."""
@@ -280,10 +288,7 @@ class TernaryIFNeuron(IFNeuron):
         negative = membrane <= -threshold
         torch.ge(membrane, threshold, out=current)
         current.sub_(negative.to(current.dtype))
-        if isinstance(threshold, float):
-            membrane.sub_(current, alpha=threshold)
-        else:
-            membrane.addcmul_(current, threshold, value=-1)
+        reset_by_subtraction(membrane, current, threshold)
 
     def equilibrium_rate(self, current):
         return F.hardtanh(current / self.threshold(), -1.0, 1.0) * self.amplitude()
