@@ -38,8 +38,9 @@ from distill.script import INTERRUPTED_EXIT_CODE
 from pipeline.presets import DEFAULT_PRESET, PRESETS, with_augmentation
 from pipeline.report import collect_results, gather_curves, results_markdown, write_tradeoff_plot
 from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_run_dir, execute_seeds_side_by_side, plan,
-                             prepare_assets, show_path, stage_settings, stopped_stages, write_json_atomic)
-from transformer.file_utils import error_line, write_atomically
+                             prepare_assets, shared_folders, show_path, stage_settings, stopped_stages,
+                             write_json_atomic)
+from transformer.file_utils import check_writable, error_line, write_atomically
 
 logger = logging.getLogger("quickstart")
 
@@ -63,6 +64,10 @@ def parse_args(argv=None):
                         help="distillation seeds (default: the preset's); in the same run folder, the stages of "
                              "seeds already run are reused, so --seeds 42 7 1 2 adds two seeds to a default run")
     parser.add_argument("--run_dir", default=None, help="output folder (default runs/quickstart-<preset>)")
+    parser.add_argument("--shared_dir", default=None,
+                        help="keep the data, teacher, augmentation and corpus stages in this folder instead of the "
+                             "run folder, so that runs of presets with the same data and teacher (default, ternary, "
+                             "energy, deep) train one teacher: each reuses what another wrote with the same settings")
     parser.add_argument("--cache_dir", default=None, help=f"packaged assets (default {default_cache_dir()})")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo stages whose folders were made with other settings")
@@ -106,7 +111,14 @@ def run(args):
     console.setFormatter(logging.Formatter("%(asctime)s quickstart: %(message)s", datefmt="%H:%M:%S"))
     logging.basicConfig(level=logging.INFO, handlers=[console])
     assets = asset_paths(args.cache_dir)
-    stages = build_stages(preset, run_dir, assets)
+    shared = {}
+    if args.shared_dir:
+        shared_dir = os.path.abspath(args.shared_dir)
+        if os.path.exists(shared_dir) and not os.path.isdir(shared_dir):
+            raise SystemExit(f"error: --shared_dir {args.shared_dir} exists and is not a folder")
+        check_writable(shared_dir, "--shared_dir")
+        shared = shared_folders(shared_dir)
+    stages = build_stages(preset, run_dir, assets, shared)
     settings = stage_settings(stages)
     to_run = plan(stages, settings, args.overwrite)  # refuses mixed settings before anything is written
 

@@ -55,16 +55,16 @@ from pipeline.frontier import frontier_markdown, points_of_ablation, write_front
 from pipeline.presets import ABLATION_BUDGET, ABLATION_VARIANTS, PRESETS  # noqa: E402
 from pipeline.report import read_results  # noqa: E402
 from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
-                             seeded, show_path, stage_settings, write_json_atomic)
+                             seeded, shared_folders, show_path, stage_settings, write_json_atomic)
 from transformer.file_utils import check_writable, write_atomically  # noqa: E402
 
 logger = logging.getLogger("quickstart")
 
 EVAL_T_CONV = ABLATION_BUDGET["eval_t_conv"]
 
-def shared_folders(run_dir, preset):
+def shared_stage_folders(run_dir, preset):
     """Stages every variant shares: data, teacher, corpus, and the paper's general-KD students."""
-    folders = {name: os.path.join(run_dir, "shared", name) for name in ("data", "teacher", "corpus", "augment")}
+    folders = shared_folders(os.path.join(run_dir, "shared"))
     for seed in preset["seeds"]:
         folders[seeded("general_kd", seed, preset)] = os.path.join(run_dir, "shared", f"seed{seed}", "general_kd")
     return folders
@@ -144,7 +144,7 @@ def main():
     rows = []
     for name in args.variants:
         preset = PRESETS[f"ablation_{name}"]
-        stages = build_stages(preset, os.path.join(run_dir, name), assets, shared_folders(run_dir, preset))
+        stages = build_stages(preset, os.path.join(run_dir, name), assets, shared_stage_folders(run_dir, preset))
         settings = stage_settings(stages)
         timings = execute_seeds_side_by_side(stages, settings, plan(stages, settings, overwrite=False), run_dir,
                                              args.jobs)

@@ -34,6 +34,9 @@ MARKER_NAME = "stage_done.json"
 RUN_RECORD_NAME = "quickstart_run.json"
 DISTILL_DATA = "distill"  # the data stage's subfolder of the student's own training sentences, when a preset has them
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Stages that depend on the data slices and the teacher's settings only: runs of presets that agree on those can
+# keep them in one folder and train one teacher (quickstart.py --shared_dir, the ablation).
+SHARED_STAGES = ("data", "teacher", "corpus", "augment")
 
 logger = logging.getLogger("quickstart")
 
@@ -67,6 +70,11 @@ def show_path(path):
     path = os.path.abspath(path)
     relative = os.path.relpath(path, REPO)
     return path if relative.startswith("..") else relative
+
+
+def shared_folders(shared_dir):
+    """The SHARED_STAGES' folders in ``shared_dir``, as build_stages' ``folders``."""
+    return {name: os.path.join(shared_dir, name) for name in SHARED_STAGES}
 
 
 def build_stages(preset, run_dir, assets, folders=None):
