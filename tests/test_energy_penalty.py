@@ -11,6 +11,8 @@ from models import SpikingBertForSequenceClassification
 from modules.energy import BertSize, fan_outs
 from modules.snn_bert_modules import LayerPopulations
 from modules.snnide_bert_multilayer_modules import Populations
+from pipeline.presets import PRESETS
+from pipeline.stages import build_stages
 
 
 def tiny_student():
@@ -80,3 +82,15 @@ def test_the_flag_trains_with_the_penalty_logged_and_lowers_the_energy(tmp_path)
     assert len(energies) == 9 and energies[-1] < energies[0]
     with pytest.raises(SystemExit):
         run("bad", "--energy_penalty", "-1")
+
+
+def test_the_energy_preset_is_the_default_recipe_paying_for_energy_in_task_ikd():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    energy = {stage.name: stage for stage in build_stages(PRESETS["energy"], "/tmp/run", assets)}
+    assert energy.keys() == default.keys()
+    for seed in (42, 7):
+        flags, default_flags = dict(energy[f"task_ikd.seed{seed}"].flags), dict(default[f"task_ikd.seed{seed}"].flags)
+        assert flags.pop("--energy_penalty") == 0.12 and default_flags.pop("--rate_penalty") == 0.75
+        assert flags == default_flags
+        assert energy[f"pred_kd.seed{seed}"].flags == default[f"pred_kd.seed{seed}"].flags

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv, with_augmentation
-from pipeline.stages import (DISTILL_DATA, MARKER_NAME, adaptive_stage_name, build_stages, copy_evaluation,
-                             first_difference, seeded, write_data_slices)
+from pipeline.stages import (DISTILL_DATA, MARKER_NAME, SHARED_STAGES, adaptive_stage_name, build_stages,
+                             copy_evaluation, first_difference, plan, seeded, shared_folders, stage_settings,
+                             write_data_slices, write_json_atomic)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -262,3 +263,37 @@ def test_list_valued_flags_become_one_flag_with_several_values():
     argv = next(stage for stage in stages if stage.name == "task_ikd").command()
     position = argv.index("--kd_losses")
     assert argv[position + 1:position + 3] == ["hidden_mse", "minilm"]
+
+
+def test_presets_with_one_teacher_share_its_stages_and_others_are_refused(tmp_path):
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    shared = shared_folders(str(tmp_path / "shared"))
+
+    def stages_of(preset_name):
+        stages = build_stages(PRESETS[preset_name], str(tmp_path / preset_name), assets, shared)
+        return stages, stage_settings(stages)
+
+    default_stages, default_settings = stages_of("default")
+    for stage in default_stages:
+        inside = os.path.dirname(stage.folder) == str(tmp_path / "shared")
+        assert inside == (stage.name in SHARED_STAGES), stage.name
+    # What the default's run wrote into the shared folder, as run_stage marks it.
+    for name in ("data", "teacher", "augment"):
+        os.makedirs(shared[name])
+        write_json_atomic(os.path.join(shared[name], MARKER_NAME), {"settings": default_settings[name]})
+    for preset_name in ("ternary", "energy", "deep"):
+        stages, settings = stages_of(preset_name)
+        to_run = plan(stages, settings, overwrite=False)
+        assert not {"data", "teacher", "augment"} & set(to_run) and "task_ikd.seed42" in to_run, preset_name
+    # A preset with other data slices or another teacher is refused the shared folder, naming it.
+    stages, settings = stages_of("smoke")
+    with pytest.raises(SystemExit, match=r"shared/data was made with other settings \(job\.corpus_sentences"):
+        plan(stages, settings, overwrite=False)
+
+
+def test_shared_dir_naming_a_file_is_one_line_error(tmp_path):
+    (tmp_path / "shared").write_text("mine\n")
+    result = run_quickstart("--smoke", "--run_dir", str(tmp_path / "run"), "--shared_dir", str(tmp_path / "shared"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"error: --shared_dir {tmp_path / 'shared'} exists and is not a folder"]
+    assert (tmp_path / "shared").read_text() == "mine\n" and not (tmp_path / "run").exists()
