@@ -5,8 +5,11 @@ each run's teacher, as frontier.md and frontier.png (pipeline/frontier.py).
     python benchmarks/frontier.py default=logs/quickstart-default/four_seeds reference=logs/reference \\
         --out_dir runs/frontier
 
-Each run is NAME=PATH, PATH a results.json written by quickstart.py or a folder holding one. The ablation
-(benchmarks/ablate_low_latency.py) writes the same two files for its variants.
+Each run is NAME=PATH, PATH a results.json written by quickstart.py or a folder holding one. With
+--baseline NAME, frontier.md also compares every other run's evaluations with that run's at the same steps
+(test accuracy in points, energy as a factor, and each point's distance to its run's teacher): what each
+lever gave, when the runs differ by one lever. The ablation (benchmarks/ablate_low_latency.py) writes the same
+two files for its variants.
 """
 import argparse
 import json
@@ -17,7 +20,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distill.script import run_main  # noqa: E402
-from pipeline.frontier import frontier_markdown, points_of_results, write_frontier_plot  # noqa: E402
+from pipeline.frontier import (against_baseline_markdown, frontier_markdown, points_of_results,  # noqa: E402
+                               write_frontier_plot)
 from transformer.file_utils import check_writable, write_atomically  # noqa: E402
 
 logger = logging.getLogger("frontier")
@@ -49,12 +53,16 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("runs", nargs="+", metavar="NAME=PATH")
     parser.add_argument("--out_dir", required=True, help="where frontier.md and frontier.png are written")
+    parser.add_argument("--baseline", default=None, metavar="NAME",
+                        help="one of the runs: the others' evaluations are compared with its own at the same steps")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s frontier: %(message)s", datefmt="%H:%M:%S")
     runs = [read_run(argument) for argument in args.runs]
     names = [name for name, _ in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"run names must differ, got {' '.join(names)}")
+    if args.baseline is not None and args.baseline not in names:
+        raise ValueError(f"--baseline {args.baseline} is not one of the runs ({' '.join(names)})")
     points = [p for _, (run_points, _) in runs for p in run_points]
     teachers = [teacher for _, (_, teacher) in runs]
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
@@ -62,6 +70,8 @@ def main():
     check_writable(args.out_dir, "--out_dir")
     os.makedirs(args.out_dir, exist_ok=True)
     table = frontier_markdown(points, teachers)
+    if args.baseline is not None:
+        table += f"\nAgainst {args.baseline}:\n\n" + against_baseline_markdown(points, teachers, args.baseline)
     write_atomically(os.path.join(args.out_dir, "frontier.md"), lambda f: f.write(table))
     write_frontier_plot(points, teachers, os.path.join(args.out_dir, "frontier.png"))
     print(table)

@@ -82,6 +82,26 @@ def frontier_markdown(points, teachers):
     return "\n".join(lines) + "\n"
 
 
+def against_baseline_markdown(points, teachers, baseline):
+    """Each other run's points against the ``baseline`` run's evaluation of the same label: test accuracy and
+    its difference in points, energy ratio and its factor, and how far each point is behind its run's teacher
+    (what a lever gave, every run under the same budget)."""
+    base = {p["label"]: p for p in points if p["run"] == baseline}
+    teacher_acc = {teacher["run"]: teacher["test_acc"] for teacher in teachers}
+    lines = [f"| run | evaluation | test accuracy (%) | vs {baseline} (points) | energy / same-size ANN | "
+             f"vs {baseline} (x) | behind its teacher (points) |", "|---|---|---|---|---|---|---|"]
+    for p in points:
+        if p["run"] == baseline:
+            continue
+        other = base.get(p["label"])
+        accuracy_change = f"{(p['test_acc'] - other['test_acc']) * 100:+.1f}" if other else "-"
+        energy_factor = f"{p['energy_ratio'] / other['energy_ratio']:.2f}" if other else "-"
+        lines.append(f"| {p['run']} | {p['label']} | {p['test_acc'] * 100:.1f} | {accuracy_change} | "
+                     f"{p['energy_ratio']:.3f} | {energy_factor} | "
+                     f"{(teacher_acc[p['run']] - p['test_acc']) * 100:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_frontier_plot(points, teachers, path):
     """frontier.png: test accuracy against energy ratio (log scale), one marker series per run with the seeds'
     ranges as error bars, the Pareto front as a line, the teachers as stars and the same-size ANN at 1."""

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from distill_fixtures import REPO, run_script
-from pipeline.frontier import frontier_markdown, pareto_front, point, points_of_ablation, points_of_results
+from pipeline.frontier import (against_baseline_markdown, frontier_markdown, pareto_front, point, points_of_ablation,
+                               points_of_results)
 
 LOGGED_RUN = os.path.join(REPO, "logs", "quickstart-default", "four_seeds", "results.json")
 
@@ -66,6 +67,20 @@ def test_points_of_ablation_rows_are_one_per_variant_and_t_conv():
     assert [line.split(" | ")[:2] for line in front_rows] == [["| best", "t_conv 4"], ["| best", "t_conv 8"]]
 
 
+def test_against_a_baseline_each_point_is_compared_with_the_same_evaluation():
+    points = [point("default", "t_conv 4", 4, [0.77, 0.79], [0.14, 0.16]),
+              point("default", "t_conv 8", 8, [0.79], [0.29]),
+              point("lever", "t_conv 2", 2, [0.75], [0.07]),
+              point("lever", "t_conv 4", 4, [0.80, 0.81], [0.10, 0.10])]
+    teachers = [{"run": "default", "test_acc": 0.83, "energy_ratio": 2.0},
+                {"run": "lever", "test_acc": 0.82, "energy_ratio": 2.0}]
+    rows = [line.split(" | ") for line in against_baseline_markdown(points, teachers, "default").splitlines()[2:]]
+    # The lever's 4 steps: 80.5% against 78.0% (+2.5 points) for 0.10 / 0.15 of the energy, 1.5 behind its teacher;
+    # its 2 steps have no default evaluation to compare with. The baseline's own points are not rows.
+    assert rows == [["| lever", "t_conv 2", "75.0", "-", "0.070", "-", "7.0 |"],
+                    ["| lever", "t_conv 4", "80.5", "+2.5", "0.100", "0.67", "1.5 |"]]
+
+
 def test_the_script_writes_the_table_and_the_figure_and_refuses_bad_runs_in_one_line(tmp_path):
     out = tmp_path / "frontier"
     two_seeds = os.path.join(REPO, "logs", "quickstart-default")
@@ -79,6 +94,12 @@ def test_the_script_writes_the_table_and_the_figure_and_refuses_bad_runs_in_one_
     assert len(rows) == 2 * evaluations + 2 and sum(row.endswith("| yes |") for row in rows) >= 2
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    result = run_script("benchmarks/frontier.py", f"four={os.path.dirname(LOGGED_RUN)}", f"two={two_seeds}",
+                        "--out_dir", out, "--baseline", "two")
+    assert result.returncode == 0, result.stderr[-2000:]
+    compared = (out / "frontier.md").read_text().split("Against two:")[1].strip().splitlines()[2:]
+    assert len(compared) == evaluations and all(row.startswith("| four | ") for row in compared)
+
     not_json = tmp_path / "results.json"
     not_json.write_text("{")
     for argv, error in [
@@ -87,6 +108,7 @@ def test_the_script_writes_the_table_and_the_figure_and_refuses_bad_runs_in_one_
          f"{tmp_path / 'missing.json'}: cannot read it (No such file or directory)"),
         ([f"a={LOGGED_RUN}", f"a={LOGGED_RUN}", "--out_dir", out], "run names must differ, got a a"),
         ([f"a={LOGGED_RUN}", "--out_dir", not_json], f"--out_dir {not_json} exists and is not a folder"),
+        ([f"a={LOGGED_RUN}", "--out_dir", out, "--baseline", "b"], "--baseline b is not one of the runs (a)"),
     ]:
         result = run_script("benchmarks/frontier.py", *argv)
         assert (result.returncode, result.stderr) == (1, f"error: {error}\n"), result.stderr[-2000:]
