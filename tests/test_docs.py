@@ -113,7 +113,7 @@ def test_the_headline_table_is_the_logged_four_seed_run():
     text = read("README.md")
     section = text[text.index("\n## Results\n"):]
     section = section[:section.index("\n## ", 1)]
-    assert section.split("\n\n")[1].startswith("All figures are test-set figures")
+    assert section.split("\n\n")[1].startswith("All figures are on 1,057 held-out test sentences")
     assert "\n### Compared with published spiking language models\n" in section
     with open(os.path.join(REPO, "logs", "quickstart-default", "four_seeds", "results.json"), encoding="utf-8") as f:
         results = json.load(f)
