@@ -37,10 +37,10 @@ from distill.cli import MAX_SEED
 from distill.script import INTERRUPTED_EXIT_CODE
 from pipeline.presets import DEFAULT_PRESET, PRESETS, with_augmentation
 from pipeline.report import collect_results, gather_curves, results_markdown, write_tradeoff_plot
-from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_run_dir, execute_seeds_side_by_side, plan,
-                             prepare_assets, shared_folders, show_path, stage_settings, stopped_stages,
-                             write_json_atomic)
-from transformer.file_utils import check_writable, error_line, write_atomically
+from pipeline.stages import (REPO, RUN_RECORD_NAME, build_stages, check_output_folder, check_run_dir,
+                             execute_seeds_side_by_side, plan, prepare_assets, shared_folders, show_path,
+                             stage_settings, stopped_stages, write_json_atomic)
+from transformer.file_utils import error_line, write_atomically
 
 logger = logging.getLogger("quickstart")
 
@@ -114,9 +114,7 @@ def run(args):
     shared = {}
     if args.shared_dir:
         shared_dir = os.path.abspath(args.shared_dir)
-        if os.path.exists(shared_dir) and not os.path.isdir(shared_dir):
-            raise SystemExit(f"error: --shared_dir {args.shared_dir} exists and is not a folder")
-        check_writable(shared_dir, "--shared_dir")
+        check_output_folder(shared_dir, "--shared_dir")
         shared = shared_folders(shared_dir)
     stages = build_stages(preset, run_dir, assets, shared)
     settings = stage_settings(stages)

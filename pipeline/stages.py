@@ -257,18 +257,23 @@ def write_json_atomic(path, data):
     write_atomically(path, lambda f: f.write(json.dumps(data, indent=2) + "\n"))
 
 
+def check_output_folder(folder, flag):
+    """``folder`` (given by ``flag``) must be a folder or not exist yet, and be writable."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise SystemExit(f"error: {flag} {folder} exists and is not a folder")
+    try:
+        check_writable(folder, flag)
+    except WriteError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def check_run_dir(run_dir):
     """The run folder must be new, empty or an earlier quickstart run (never someone else's folder), and
     writable."""
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise SystemExit(f"error: --run_dir {run_dir} exists and is not a folder")
     if os.path.isdir(run_dir) and os.listdir(run_dir) and not os.path.isfile(os.path.join(run_dir, RUN_RECORD_NAME)):
         raise SystemExit(f"error: --run_dir {run_dir} is not empty and holds no {RUN_RECORD_NAME}; "
                          "choose another --run_dir")
-    try:
-        check_writable(run_dir, "--run_dir")
-    except WriteError as e:
-        raise SystemExit(f"error: {e}") from None
+    check_output_folder(run_dir, "--run_dir")
 
 
 def plan(stages, settings, overwrite):
