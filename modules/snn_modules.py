@@ -243,14 +243,15 @@ class LeakyIFNeuron(IFNeuron):
 class TernaryIFNeuron(IFNeuron):
     """Integrate-and-fire with signed (ternary) spikes and a learned amplitude a, as in SpikeLM:
 
-        u <- u + I(t);   s(t) = [u >= vth] - [u <= -vth];   u <- u - vth s(t)
+        u <- u + I(t);   s(t) = [u >= theta] - [u <= -theta];   u <- u - vth s(t),   theta = (1 - m) vth
 
     and the population emits a s(t) in {-a, 0, a}; its output after T steps is a x (signed count) / T.
-    The membrane starts at m vth (m = membrane_init), as for binary spikes, so under a constant current c a
-    neuron fires clamp(floor(T c / vth + m), 0, T) spikes of +1 for c >= 0; for c < 0 it starts m vth
-    further from the negative threshold and fires clamp(floor(T |c| / vth - m), 0, T - 1) spikes of -1, plus
-    one where |c| >= (1 + m) vth (only then can it fire in the first step); its rate converges to
-    clamp(c / vth, -1, 1). A spike of either sign is one event: one accumulate for each target.
+    A binary neuron starts m vth (m = membrane_init) on its way to its threshold; a signed neuron has two
+    thresholds, and starting at +m vth would take it that much further from the negative one (a -1 would need
+    (1 + m) vth of drive, a +1 only (1 - m) vth). So its membrane starts at 0 with both thresholds m vth nearer
+    (theta above), and each sign is the binary neuron's rule: under a constant current c it fires
+    sign(c) clamp(floor(T |c| / vth + m), 0, T) spikes in T steps, and its rate converges to clamp(c / vth, -1, 1).
+    With m = 0 this is SpikeLM's neuron. A spike of either sign is one event: one accumulate for each target.
     The amplitude is exp(log_amplitude), a parameter per population starting at 1.
     """
     signed = True
@@ -282,11 +283,16 @@ class TernaryIFNeuron(IFNeuron):
         state.spike_count.add_(spikes)
         state.event_count.add_(spikes.abs())
 
+    def start(self, like):
+        """The membrane at 0, half-way between the two thresholds."""
+        return NeuronState(torch.zeros_like(like), self.signed)
+
     def fire_step(self, membrane, current, threshold):
         """One step in place: integrate ``current``, write the signed spikes into it, reset by subtraction."""
+        margin = threshold * (1 - self.membrane_init)
         membrane.add_(current)
-        negative = membrane <= -threshold
-        torch.ge(membrane, threshold, out=current)
+        negative = membrane <= -margin
+        torch.ge(membrane, margin, out=current)
         current.sub_(negative.to(current.dtype))
         reset_by_subtraction(membrane, current, threshold)
 
@@ -297,8 +303,7 @@ class TernaryIFNeuron(IFNeuron):
     def constant_current_rate(self, current, steps):
         drive = current * steps / self.threshold()
         positive = torch.floor(drive + self.membrane_init).clamp_(0, steps)
-        negative = torch.floor(-drive - self.membrane_init).clamp_(0, steps - 1)
-        negative.add_(-drive >= steps * (1 + self.membrane_init))
+        negative = torch.floor(-drive + self.membrane_init).clamp_(0, steps)
         return positive.sub_(negative).div_(steps).mul_(self.amplitude())
 
     def event_rate(self, rate):

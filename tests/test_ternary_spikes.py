@@ -34,15 +34,29 @@ def simulate(neuron, currents):
 def test_constant_current_counts_are_the_closed_form_and_the_grid_surrogate(membrane_init):
     neuron = TernaryIFNeuron(vth=1.0, membrane_init=membrane_init, surrogate="grid")
     _, state = simulate(neuron, CURRENTS.repeat(T, 1))
+    # Each sign is the binary neuron's count: T |c| / vth rounded (membrane_init 0.5) or floored (0).
     positive = torch.floor(T * CURRENTS + membrane_init).clamp(0, T)
-    # The membrane starts membrane_init from the negative threshold's side too: at most T - 1 spikes of -1
-    # unless the current reaches the threshold in the first step.
-    negative = torch.floor(-T * CURRENTS - membrane_init).clamp(0, T - 1) + (-CURRENTS >= 1 + membrane_init)
+    negative = torch.floor(-T * CURRENTS + membrane_init).clamp(0, T)
     assert torch.equal(state.spike_count, positive - negative)
     assert torch.equal(state.event_count, positive + negative)
     assert (negative > 0).sum() > 30 and (positive > 0).sum() > 30
     # A constant current never fires both signs, so the grid value (amplitude 1 at the start) is the signed rate.
     assert torch.equal(neuron.surrogate_rate(CURRENTS, T), (positive - negative) / T)
+
+
+def test_the_rule_is_the_same_for_either_sign_and_starts_half_way_between_the_thresholds():
+    neuron = TernaryIFNeuron(vth=1.0, membrane_init=0.5)
+    # Currents that change every step (dyadic: exact sums): the negated currents give exactly the negated spikes.
+    generator = torch.Generator().manual_seed(0)
+    currents = torch.randint(-96, 97, (T, 200), generator=generator) / 64.0
+    emitted, state = simulate(neuron, currents)
+    mirrored, mirrored_state = simulate(neuron, -currents)
+    assert torch.equal(mirrored, -emitted) and torch.equal(mirrored_state.membrane, -state.membrane)
+    assert (emitted > 0).sum() > 100 and (emitted < 0).sum() > 100
+    # One step: a spike of either sign from half a threshold on, the membrane reset by a whole one.
+    emitted, state = simulate(neuron, torch.tensor([[0.5, -0.5, 0.484375, -0.484375, 1.25, -1.25]]))
+    assert emitted.flatten().tolist() == [1.0, -1.0, 0.0, 0.0, 1.0, -1.0]
+    assert state.membrane.flatten().tolist() == [-0.5, 0.5, 0.484375, -0.484375, 0.25, -0.25]
 
 
 def test_a_spike_of_either_sign_is_one_event_and_carries_the_amplitude():
