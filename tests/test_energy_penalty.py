@@ -94,3 +94,15 @@ def test_the_energy_preset_is_the_default_recipe_paying_for_energy_in_task_ikd()
         assert flags.pop("--energy_penalty") == 0.12 and default_flags.pop("--rate_penalty") == 0.75
         assert flags == default_flags
         assert energy[f"pred_kd.seed{seed}"].flags == default[f"pred_kd.seed{seed}"].flags
+
+
+def test_the_ternary_energy_preset_is_the_ternary_recipe_paying_for_energy_in_task_ikd():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    ternary = {stage.name: stage for stage in build_stages(PRESETS["ternary"], "/tmp/run", assets)}
+    energy = {stage.name: stage for stage in build_stages(PRESETS["energy"], "/tmp/run", assets)}
+    both = {stage.name: stage for stage in build_stages(PRESETS["ternary_energy"], "/tmp/run", assets)}
+    assert both.keys() == ternary.keys() and "eval_t1.seed42" in both
+    for seed in (42, 7):
+        flags = dict(both[f"task_ikd.seed{seed}"].flags)
+        assert flags.pop("--ternary_spikes") == "on" and flags == energy[f"task_ikd.seed{seed}"].flags
+        assert both[f"pred_kd.seed{seed}"].flags == ternary[f"pred_kd.seed{seed}"].flags
