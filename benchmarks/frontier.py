@@ -8,7 +8,9 @@ each run's teacher, as frontier.md and frontier.png (pipeline/frontier.py).
 Each run is NAME=PATH, PATH a results.json written by quickstart.py or a folder holding one. With
 --baseline NAME, frontier.md also compares every other run's evaluations with that run's at the same steps
 (test accuracy in points, energy as a factor, and each point's distance to its run's teacher): what each
-lever gave, when the runs differ by one lever. The ablation (benchmarks/ablate_low_latency.py) writes the same
+lever gave, when the runs differ by one lever. When the runs' students differ in shape (a 6-layer student beside
+3-layer ones), every energy is over one ANN, the baseline's student shape (else the first run's), so that
+energies compare. The ablation (benchmarks/ablate_low_latency.py) writes the same
 two files for its variants.
 """
 import argparse
@@ -20,8 +22,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distill.script import run_main  # noqa: E402
-from pipeline.frontier import (against_baseline_markdown, frontier_markdown, points_of_results,  # noqa: E402
-                               write_frontier_plot)
+from pipeline.frontier import (SAME_SIZE_ANN, against_baseline_markdown, frontier_markdown,  # noqa: E402
+                               points_of_results, write_frontier_plot)
 from transformer.file_utils import check_writable, write_atomically  # noqa: E402
 
 logger = logging.getLogger("frontier")
@@ -29,7 +31,7 @@ RESULTS_NAME = "results.json"
 
 
 def read_run(argument):
-    """NAME=PATH -> (name, results.json as read by json); a one-line ValueError for anything else."""
+    """NAME=PATH -> (name, path, results.json as read by json); a one-line ValueError for anything else."""
     name, separator, path = argument.partition("=")
     if not separator or not name or not path:
         raise ValueError(f"run {argument!r}: expected NAME=PATH (a results.json or a folder holding one)")
@@ -37,15 +39,30 @@ def read_run(argument):
         path = os.path.join(path, RESULTS_NAME)
     try:
         with open(path, encoding="utf-8") as f:
-            results = json.load(f)
+            return name, path, json.load(f)
     except OSError as e:
         raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a quick start's results.json ({e})") from None
+
+
+def ann_energy(path, results):
     try:
-        return name, points_of_results(name, results)
-    except (KeyError, TypeError, ZeroDivisionError) as e:
+        return float(results["same_size_ann"]["energy_uj"])
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: not a quick start's results.json (no {e})") from None
+
+
+def energy_scale(runs, baseline):
+    """(the ANN energy every run's energies are divided by, or None for each run's own; the name of that ANN):
+    students of different shapes (say 3 and 6 layers) are compared over one ANN, the baseline's or else the
+    first run's, so that a ratio stays proportional to the energy itself."""
+    energies = {name: ann_energy(path, results) for name, path, results in runs}
+    if max(energies.values()) - min(energies.values()) <= 1e-9 * max(energies.values()):
+        return None, SAME_SIZE_ANN
+    reference = baseline if baseline is not None else runs[0][0]
+    logger.info("the students differ in shape: every energy is over the ANN of %s's student shape", reference)
+    return energies[reference], f"ANN of {reference}'s student shape"
 
 
 def main():
@@ -58,22 +75,30 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s frontier: %(message)s", datefmt="%H:%M:%S")
     runs = [read_run(argument) for argument in args.runs]
-    names = [name for name, _ in runs]
+    names = [name for name, _, _ in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"run names must differ, got {' '.join(names)}")
     if args.baseline is not None and args.baseline not in names:
         raise ValueError(f"--baseline {args.baseline} is not one of the runs ({' '.join(names)})")
-    points = [p for _, (run_points, _) in runs for p in run_points]
-    teachers = [teacher for _, (_, teacher) in runs]
+    ann_energy_uj, energy_unit = energy_scale(runs, args.baseline)
+    points, teachers = [], []
+    for name, path, results in runs:
+        try:
+            run_points, teacher = points_of_results(name, results, ann_energy_uj)
+        except (KeyError, TypeError, ZeroDivisionError) as e:
+            raise ValueError(f"{path}: not a quick start's results.json (no {e})") from None
+        points += run_points
+        teachers.append(teacher)
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise ValueError(f"--out_dir {args.out_dir} exists and is not a folder")
     check_writable(args.out_dir, "--out_dir")
     os.makedirs(args.out_dir, exist_ok=True)
-    table = frontier_markdown(points, teachers)
+    table = frontier_markdown(points, teachers, energy_unit)
     if args.baseline is not None:
-        table += f"\nAgainst {args.baseline}:\n\n" + against_baseline_markdown(points, teachers, args.baseline)
+        table += f"\nAgainst {args.baseline}:\n\n" + against_baseline_markdown(points, teachers, args.baseline,
+                                                                              energy_unit)
     write_atomically(os.path.join(args.out_dir, "frontier.md"), lambda f: f.write(table))
-    write_frontier_plot(points, teachers, os.path.join(args.out_dir, "frontier.png"))
+    write_frontier_plot(points, teachers, os.path.join(args.out_dir, "frontier.png"), energy_unit)
     print(table)
     logger.info("frontier.md and frontier.png in %s", args.out_dir)
 

@@ -1,6 +1,7 @@
 """The accuracy/energy frontier: every student evaluation of one or more runs as a point (test accuracy against
 energy per test sentence as a fraction of an ordinary BERT of the student's own shape), the Pareto front among
-them, the teachers as reference points; as frontier.md (a table) and frontier.png.
+them, the teachers as reference points; as frontier.md (a table) and frontier.png. Runs whose students differ in
+shape are put on one scale: each energy over the same ANN, one run's (the ``energy_unit`` names it).
 
 A point comes from a quick start's results.json (pipeline/report.py: one point per evaluated t_conv and one for
 the adaptive evaluation, at its mean steps) or from an ablation row (benchmarks/ablate_low_latency.py). With
@@ -21,9 +22,13 @@ def point(run, label, steps, test_acc_per_seed, energy_ratio_per_seed):
             "energy_ratio_range": [min(energy_ratio_per_seed), max(energy_ratio_per_seed)]}
 
 
-def points_of_results(run, results):
-    """The student points and the teacher reference of a quick start's results.json (as read by json)."""
-    ann = results["same_size_ann"]["energy_uj"]
+SAME_SIZE_ANN = "same-size ANN"
+
+
+def points_of_results(run, results, ann_energy_uj=None):
+    """The student points and the teacher reference of a quick start's results.json (as read by json): energies
+    over ``ann_energy_uj`` (energy per sentence of an ANN), by default the run's own same-size ANN's."""
+    ann = results["same_size_ann"]["energy_uj"] if ann_energy_uj is None else ann_energy_uj
     student = results["student"]
     points = []
     for evaluation in student["evaluations"] + [student["adaptive"]]:
@@ -61,7 +66,7 @@ def pareto_front(points):
     return sorted(front, key=lambda p: (p["energy_ratio"], -p["test_acc"]))
 
 
-def frontier_markdown(points, teachers):
+def frontier_markdown(points, teachers, energy_unit=SAME_SIZE_ANN):
     """The table: every point by increasing energy, those on the Pareto front marked, then the teachers."""
     front = {id(p) for p in pareto_front(points)}
 
@@ -71,7 +76,7 @@ def frontier_markdown(points, teachers):
             return f"{p[key] * scale:.{digits}f}"
         return f"{p[key] * scale:.{digits}f} ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
 
-    lines = ["| run | evaluation | mean steps | test accuracy (%) | energy / same-size ANN | on the front |",
+    lines = [f"| run | evaluation | mean steps | test accuracy (%) | energy / {energy_unit} | on the front |",
              "|---|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: (p["energy_ratio"], -p["test_acc"])):
         lines.append(f"| {p['run']} | {p['label']} | {p['steps']:.1f} | {ranged(p, 'test_acc', 100, 1)} | "
@@ -82,13 +87,13 @@ def frontier_markdown(points, teachers):
     return "\n".join(lines) + "\n"
 
 
-def against_baseline_markdown(points, teachers, baseline):
+def against_baseline_markdown(points, teachers, baseline, energy_unit=SAME_SIZE_ANN):
     """Each other run's points against the ``baseline`` run's evaluation of the same label: test accuracy and
     its difference in points, energy ratio and its factor, and how far each point is behind its run's teacher
     (what a lever gave, every run under the same budget)."""
     base = {p["label"]: p for p in points if p["run"] == baseline}
     teacher_acc = {teacher["run"]: teacher["test_acc"] for teacher in teachers}
-    lines = [f"| run | evaluation | test accuracy (%) | vs {baseline} (points) | energy / same-size ANN | "
+    lines = [f"| run | evaluation | test accuracy (%) | vs {baseline} (points) | energy / {energy_unit} | "
              f"vs {baseline} (x) | behind its teacher (points) |", "|---|---|---|---|---|---|---|"]
     for p in points:
         if p["run"] == baseline:
@@ -102,9 +107,9 @@ def against_baseline_markdown(points, teachers, baseline):
     return "\n".join(lines) + "\n"
 
 
-def write_frontier_plot(points, teachers, path):
+def write_frontier_plot(points, teachers, path, energy_unit=SAME_SIZE_ANN):
     """frontier.png: test accuracy against energy ratio (log scale), one marker series per run with the seeds'
-    ranges as error bars, the Pareto front as a line, the teachers as stars and the same-size ANN at 1."""
+    ranges as error bars, the Pareto front as a line, the teachers as stars and the ANN of the ratios at 1."""
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -131,12 +136,12 @@ def write_frontier_plot(points, teachers, path):
     for teacher in teachers:
         axis.plot([teacher["energy_ratio"]], [teacher["test_acc"] * 100], "*", markersize=12,
                   color=colours.get(teacher["run"], "k"), label=f"{teacher['run']}: teacher (ANN)")
-    axis.axvline(1.0, color="grey", linestyle="-.", label="ordinary BERT of the student's size")
+    axis.axvline(1.0, color="grey", linestyle="-.", label=f"the {energy_unit} (an ordinary BERT)")
     axis.set_xscale("log")
     axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     axis.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
         lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
-    axis.set_xlabel("energy per test sentence / same-size ANN (arithmetic at 45 nm)")
+    axis.set_xlabel(f"energy per test sentence / {energy_unit} (arithmetic at 45 nm)")
     axis.set_ylabel("test accuracy (%)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=6, loc="lower right")

@@ -114,3 +114,28 @@ def test_the_script_writes_the_table_and_the_figure_and_refuses_bad_runs_in_one_
         assert (result.returncode, result.stderr) == (1, f"error: {error}\n"), result.stderr[-2000:]
     result = run_script("benchmarks/frontier.py", f"a={tmp_path}", "--out_dir", out)
     assert result.returncode == 1 and result.stderr.startswith(f"error: {not_json}: not a quick start's results.json")
+
+
+def test_students_of_different_shapes_are_compared_over_one_ann(tmp_path):
+    with open(LOGGED_RUN, encoding="utf-8") as f:
+        results = json.load(f)
+    # A student of twice the ANN (6 layers instead of 3) spending 1.5 times the energy at every evaluation.
+    deep = json.loads(json.dumps(results))
+    deep["same_size_ann"]["energy_uj"] *= 2
+    for evaluation in deep["student"]["evaluations"] + [deep["student"]["adaptive"]]:
+        evaluation["energy_uj_per_seed"] = [energy * 1.5 for energy in evaluation["energy_uj_per_seed"]]
+    (tmp_path / "deep.json").write_text(json.dumps(deep))
+    out = tmp_path / "frontier"
+    result = run_script("benchmarks/frontier.py", f"deep={tmp_path / 'deep.json'}", f"base={LOGGED_RUN}",
+                        "--out_dir", out, "--baseline", "base")
+    assert result.returncode == 0, result.stderr[-2000:]
+    table, compared = (out / "frontier.md").read_text().split("Against base:")
+    assert table.splitlines()[0].endswith("| energy / ANN of base's student shape | on the front |")
+    rows = [line.split(" | ") for line in compared.strip().splitlines()[2:]]
+    # Over the baseline's ANN the deep student costs what it spends, 1.5 times as much (over its own, 0.75).
+    assert [row[5] for row in rows] == ["1.50"] * len(rows)
+    base_ratio = results["student"]["evaluations"][0]["energy_uj"] / results["same_size_ann"]["energy_uj"]
+    assert float(rows[0][4]) == pytest.approx(1.5 * base_ratio, abs=5e-4)
+    # Runs of one shape keep each its own same-size ANN.
+    result = run_script("benchmarks/frontier.py", f"a={LOGGED_RUN}", f"b={LOGGED_RUN}", "--out_dir", out)
+    assert "| energy / same-size ANN | on the front |" in (out / "frontier.md").read_text().splitlines()[0]
