@@ -15,7 +15,7 @@ import os
 from corpus.pregeneration import PregenerationConfig, pregenerate, staged_output
 from distill.script import run_main
 from transformer.checkpoint import remove_scratch
-from transformer.file_utils import check_writable
+from transformer.file_utils import check_output_folder
 from transformer.tokenization import BertTokenizer
 
 LOG_NAME = "preprocess.log"
@@ -61,9 +61,7 @@ def check_args(args):
                                  whole_word_mask=args.do_whole_word_mask, one_seq=args.one_seq, seed=args.seed)
     config.validate()
     output_dir = args.output_dir
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"--output_dir {output_dir} exists and is not a folder")
-    check_writable(output_dir, "--output_dir")
+    check_output_folder(output_dir, "--output_dir")
     if os.path.isdir(output_dir):
         remove_scratch(output_dir)  # what a killed run left is no reason to refuse the folder
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not args.overwrite:

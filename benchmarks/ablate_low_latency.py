@@ -56,7 +56,7 @@ from pipeline.presets import ABLATION_BUDGET, ABLATION_VARIANTS, PRESETS  # noqa
 from pipeline.report import read_results  # noqa: E402
 from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
                              seeded, shared_folders, show_path, stage_settings, write_json_atomic)
-from transformer.file_utils import check_writable, write_atomically  # noqa: E402
+from transformer.file_utils import check_output_folder, write_atomically  # noqa: E402
 
 logger = logging.getLogger("quickstart")
 
@@ -135,9 +135,7 @@ def main():
     check_positive_args(args, ["jobs"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ablation: %(message)s", datefmt="%H:%M:%S")
     run_dir = os.path.abspath(args.run_dir)
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ValueError(f"--run_dir {run_dir} exists and is not a folder")
-    check_writable(run_dir, "--run_dir")
+    check_output_folder(run_dir, "--run_dir")
     os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
     assets = asset_paths()
     prepare_assets(assets, run_dir)

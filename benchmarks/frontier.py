@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from distill.script import run_main  # noqa: E402
 from pipeline.frontier import (SAME_SIZE_ANN, against_baseline_markdown, frontier_markdown,  # noqa: E402
                                points_of_results, write_frontier_plot)
-from transformer.file_utils import check_writable, write_atomically  # noqa: E402
+from transformer.file_utils import check_output_folder, write_atomically  # noqa: E402
 
 logger = logging.getLogger("frontier")
 RESULTS_NAME = "results.json"
@@ -89,9 +89,7 @@ def main():
             raise ValueError(f"{path}: not a quick start's results.json (no {e})") from None
         points += run_points
         teachers.append(teacher)
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        raise ValueError(f"--out_dir {args.out_dir} exists and is not a folder")
-    check_writable(args.out_dir, "--out_dir")
+    check_output_folder(args.out_dir, "--out_dir")
     os.makedirs(args.out_dir, exist_ok=True)
     table = frontier_markdown(points, teachers, energy_unit)
     if args.baseline is not None:

@@ -28,7 +28,8 @@ from distill.evaluation import PREDICTIONS_SUFFIX, RESULTS_NAME
 from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_stage, final_t_conv
 from transformer.checkpoint import (CONFIG_NAME, FolderReplacement, atomic_directory, load_weights, read_json,
                                     recover_replaced, weights_file)
-from transformer.file_utils import WriteError, check_writable, write_atomically
+from transformer import file_utils
+from transformer.file_utils import WriteError, write_atomically
 
 MARKER_NAME = "stage_done.json"
 RUN_RECORD_NAME = "quickstart_run.json"
@@ -258,12 +259,10 @@ def write_json_atomic(path, data):
 
 
 def check_output_folder(folder, flag):
-    """``folder`` (given by ``flag``) must be a folder or not exist yet, and be writable."""
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise SystemExit(f"error: {flag} {folder} exists and is not a folder")
+    """file_utils.check_output_folder, its error ending the quick start in one line."""
     try:
-        check_writable(folder, flag)
-    except WriteError as e:
+        file_utils.check_output_folder(folder, flag)
+    except (ValueError, WriteError) as e:
         raise SystemExit(f"error: {e}") from None
 
 

@@ -152,6 +152,14 @@ def check_writable(path, flag):
         raise error
 
 
+def check_output_folder(path, flag):
+    """``path`` (given by ``flag``) must be a folder or not exist yet, and be writable: a one-line ValueError or
+    WriteError before anything is written."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path} exists and is not a folder")
+    check_writable(path, flag)
+
+
 def write_atomically(path, write, mode="w"):
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``; returns what
     ``write`` returned. ``mode`` is "w" (UTF-8 text) or "wb".
