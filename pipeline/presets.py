@@ -118,8 +118,7 @@ PRESETS["energy"] = {**copy.deepcopy(PRESETS["default"]), "distillation": [
     ("task_ikd", {**{key: value for key, value in PRESETS["default"]["distillation"][0][1].items()
                      if key != "rate_penalty"}, "energy_penalty": 0.12}),
     copy.deepcopy(PRESETS["default"]["distillation"][1])]}
-# Both: signed spikes paying for energy (the energy preset's task IKD on the ternary preset), a neuron firing
-# either sign being the costliest kind of population.
+# Both levers at once: signed spikes paying for energy (the energy preset's task IKD on the ternary preset).
 PRESETS["ternary_energy"] = {**copy.deepcopy(PRESETS["ternary"]),
                              "distillation": copy.deepcopy(PRESETS["energy"]["distillation"])}
 DEFAULT_PRESET = "default"
