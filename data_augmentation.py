@@ -18,6 +18,7 @@ task's dev and test files are copied beside it, so that the folder is a whole --
 (task IKD, and prediction KD, which evaluates on dev and scores test); they are never augmented.
 """
 import argparse
+import contextlib
 import filecmp
 import itertools
 import logging
@@ -166,8 +167,12 @@ def augment_task(args):
     logger.info("%s: %d examples; candidates %s, M %d, N %d, p %g, seed %d", train_path, len(rows),
                 args.candidates, args.M, tries, args.p, args.seed)
     os.makedirs(output_dir, exist_ok=True)
-    lines = itertools.chain([header] if header is not None else [], augmented_rows(processor, rows, augmenter, args.seed))
-    written = write_lines(output_path, ("\t".join(line) for line in lines))
+    augmented = augmented_rows(processor, rows, augmenter, args.seed)
+    # Closed here, not when collected: an interruption between two rows closes the progress bar before the
+    # "interrupted" line is printed, so that line stays the last one.
+    with contextlib.closing(augmented):
+        lines = itertools.chain([header] if header is not None else [], augmented)
+        written = write_lines(output_path, ("\t".join(line) for line in lines))
     for source, target in copies:
         with open(source, "rb") as original:
             write_atomically(target, lambda copy: shutil.copyfileobj(original, copy), "wb")

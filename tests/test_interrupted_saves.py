@@ -4,6 +4,7 @@ Saves killed with SIGKILL midway: resuming and pruning remove what they left. Ev
 flag with --overwrite leaves a finished run as it was; a full or read-only disk is one line naming the
 path; Ctrl-C is one line saying where the run stopped and how to go on; nothing half-written stays.
 """
+import gc
 import glob
 import json
 import os
@@ -351,6 +352,26 @@ def interruptible():
     """In the child before exec: Ctrl-C's default action, which Python turns into KeyboardInterrupt. A suite run in
     the background (``cmd &``) inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_data_augmentation_interrupted_between_rows_prints_its_line_last(inputs, tmp_path, capsys):
+    # Ctrl-C while the writer holds a row (outside the generator that draws the progress bar): the bar is closed
+    # before the "interrupted" line, which stays the last line even once the stopped generator is collected.
+    def write_some_then_interrupt(path, lines):
+        for _ in range(3):
+            next(iter(lines))
+        raise KeyboardInterrupt
+
+    with mock.patch.object(data_augmentation, "write_lines", write_some_then_interrupt), \
+            pytest.raises(SystemExit) as stopped:
+        data_augmentation.main(augmentation_args(inputs, tmp_path / "out"))
+    assert stopped.value.code == 130
+    del stopped
+    gc.collect()
+    err = capsys.readouterr().err
+    assert "augmenting" in err
+    assert err.strip().splitlines()[-1] == ("interrupted: train_aug.tsv was not written (nothing is kept); "
+                                            "rerun the same command")
 
 
 def test_data_augmentation_checks_before_the_work_and_leaves_nothing_half_written(inputs, tmp_path):
