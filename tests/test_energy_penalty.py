@@ -84,9 +84,9 @@ def test_the_flag_trains_with_the_penalty_logged_and_lowers_the_energy(tmp_path)
         run("bad", "--energy_penalty", "-1")
 
 
-def test_the_energy_preset_is_the_default_recipe_paying_for_energy_in_task_ikd():
+def test_the_energy_preset_is_the_binary_recipe_paying_for_energy_in_task_ikd():
     assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    default = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
     energy = {stage.name: stage for stage in build_stages(PRESETS["energy"], "/tmp/run", assets)}
     assert energy.keys() == default.keys()
     for seed in (42, 7):
@@ -96,11 +96,14 @@ def test_the_energy_preset_is_the_default_recipe_paying_for_energy_in_task_ikd()
         assert energy[f"pred_kd.seed{seed}"].flags == default[f"pred_kd.seed{seed}"].flags
 
 
-def test_the_ternary_energy_preset_is_the_ternary_recipe_paying_for_energy_in_task_ikd():
+def test_the_default_preset_is_the_ternary_recipe_paying_for_energy_in_task_ikd():
     assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
     ternary = {stage.name: stage for stage in build_stages(PRESETS["ternary"], "/tmp/run", assets)}
     energy = {stage.name: stage for stage in build_stages(PRESETS["energy"], "/tmp/run", assets)}
-    both = {stage.name: stage for stage in build_stages(PRESETS["ternary_energy"], "/tmp/run", assets)}
+    both = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    # The name its lever run was logged under builds the same stages.
+    alias = build_stages(PRESETS["ternary_energy"], "/tmp/run", assets)
+    assert [(stage.name, stage.flags) for stage in alias] == [(stage.name, stage.flags) for stage in both.values()]
     assert both.keys() == ternary.keys() and "eval_t1.seed42" in both
     for seed in (42, 7):
         flags = dict(both[f"task_ikd.seed{seed}"].flags)

@@ -163,9 +163,9 @@ def test_the_flag_is_saved_trains_the_amplitudes_and_is_used_on_load(tmp_path):
     assert all(neuron.log_amplitude.item() == 0 for neuron in continued.bert.neurons().values())
 
 
-def test_the_ternary_preset_is_the_default_recipe_with_signed_spikes():
+def test_the_ternary_preset_is_the_binary_recipe_with_signed_spikes():
     assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    default = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
     ternary = {stage.name: stage for stage in build_stages(PRESETS["ternary"], "/tmp/run", assets)}
     for name in ("task_ikd.seed42", "pred_kd.seed7"):
         flags = dict(ternary[name].flags)
