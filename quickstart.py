@@ -66,9 +66,9 @@ def parse_args(argv=None):
     parser.add_argument("--run_dir", default=None, help="output folder (default runs/quickstart-<preset>)")
     parser.add_argument("--shared_dir", default=None,
                         help="keep the data, teacher, augmentation and corpus stages in this folder instead of the "
-                             "run folder, so that runs of presets with the same data and teacher (default, binary, ternary, "
-                             "energy, ternary_energy, deep) train one teacher: each reuses what another wrote with "
-                             "the same settings")
+                             "run folder, so that runs of presets with the same data and teacher (default, binary, "
+                             "ternary, energy, ternary_energy, deep) train one teacher: each reuses what another "
+                             "wrote with the same settings")
     parser.add_argument("--cache_dir", default=None, help=f"packaged assets (default {default_cache_dir()})")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo stages whose folders were made with other settings")
