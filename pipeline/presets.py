@@ -61,16 +61,17 @@ PRESETS = {
     },
 }
 
-# The few-step recipe with binary spikes (the default preset up to the signed-spike recipe below): the student starts from the task teacher's layers instead of
-# general KD, trains through the grid surrogate alone (no simulation, so training at 32 steps costs what 8
-# cost) with membranes starting at vth / 2 and one shared threshold, and pays a rate penalty (weight x its mean
-# spike rate) in its task-IKD loss: the optimiser, not a threshold percentile, decides where spikes are cut.
-# Task IKD: 1 epoch on the training sentences and about 3 augmented versions of each, penalty 0.75; prediction
-# KD: 2 epochs on the same rows, no penalty, evaluated at each epoch's end (the better student is kept).
-# Measured on two seeds (README "How the default was chosen"): the same steps split 2 / 1 gave 0.8 points less
-# at 16 steps; a prediction-KD penalty of 0.15 gave 0.2 less at 16 steps for 7% less energy (rate 0.112 instead
-# of 0.155). Distilling on 8,000 sentences ("distill_sentences", the teacher's 4,000 and 4,000 more) with one
-# augmented version each instead (15,718 rows) gave the same at 8 and 16 steps over four seeds, 0.3 less at 32.
+# The few-step recipe with binary spikes (the default preset until the signed-spike recipe below): the student starts
+# from the task teacher's layers instead of general KD, trains through the grid surrogate alone (no simulation, so
+# training at 32 steps costs what 8 cost) with membranes starting at vth / 2 and one shared threshold, and pays a rate
+# penalty (weight x its mean spike rate) in its task-IKD loss: the optimiser, not a threshold percentile, decides
+# where spikes are cut. Task IKD: 1 epoch on the training sentences and about 3 augmented versions of each, penalty
+# 0.75; prediction KD: 2 epochs on the same rows, no penalty, evaluated at each epoch's end (the better student is
+# kept). Measured on two seeds (docs/few-time-steps.md, "How the default was chosen"): the same steps split 2 / 1 gave
+# 0.8 points less at 16 steps; a prediction-KD penalty of 0.15 gave 0.2 less at 16 steps for 7% less energy (rate
+# 0.112 instead of 0.155). Distilling on 8,000 sentences ("distill_sentences", the teacher's 4,000 and 4,000 more)
+# with one augmented version each instead (15,718 rows) gave the same at 8 and 16 steps over four seeds, 0.3 less at
+# 32.
 FEW_STEP_SPIKING = {**PAPER_SPIKING, "membrane_init": 0.5, "surrogate": "grid", "train_simulation": "off"}
 PRESETS["binary"] = {
     "data": slices(4000, corpus=0),
@@ -119,8 +120,10 @@ PRESETS["energy"] = {**copy.deepcopy(PRESETS["binary"]), "distillation": [
                      if key != "rate_penalty"}, "energy_penalty": 0.12}),
     copy.deepcopy(PRESETS["binary"]["distillation"][1])]}
 # The default: both levers at once, signed spikes paying for energy (the energy preset's task IKD on the ternary
-# preset). On four seeds it is on the accuracy/energy front from 2 steps up (docs/few-time-steps.md); it was
-# measured first as the lever run "ternary_energy", which stays a name for it.
+# preset). Over four seeds 79.3 / 80.1% test at 4 / 8 steps for 0.251 / 0.542 of the same-size ANN's energy, +1.5 /
+# +1.3 points over the binary recipe for 1.7 / 1.9 times its energy, and on the accuracy/energy front from 1 step
+# up (docs/few-time-steps.md); its main job took 58 minutes on a 2-core CPU (AVX2). It was measured first as the
+# lever run "ternary_energy", which stays a name for it.
 PRESETS["default"] = {**copy.deepcopy(PRESETS["ternary"]),
                       "distillation": copy.deepcopy(PRESETS["energy"]["distillation"])}
 PRESETS["ternary_energy"] = PRESETS["default"]
