@@ -359,9 +359,10 @@ def pregenerate(corpus_path, tokenizer, output_dir, epochs, config, num_workers=
         counts = []
         for epoch in range(epochs):
             tasks = [(epoch, i) for i in range(len(store))]
-            with worker_map(num_workers, _init_instance_worker, (store, config, vocab_list)) as map_documents:
-                results = tqdm(map_documents(_document_instances, tasks), total=len(tasks), desc=f"epoch {epoch}",
-                               unit=" docs")
+            # The bar is closed on the way out (not when collected), so that an interruption's line comes last.
+            with worker_map(num_workers, _init_instance_worker, (store, config, vocab_list)) as map_documents, \
+                    tqdm(map_documents(_document_instances, tasks), total=len(tasks), desc=f"epoch {epoch}",
+                         unit=" docs") as results:
                 count = write_lines(os.path.join(output_dir, f"epoch_{epoch}.json"),
                                     (line for lines in results for line in lines))
             metrics = {"num_training_examples": count, "max_seq_len": config.max_seq_len}

@@ -374,6 +374,24 @@ def test_data_augmentation_interrupted_between_rows_prints_its_line_last(inputs,
                                             "rerun the same command")
 
 
+def test_preprocessing_interrupted_between_instances_prints_its_line_last(inputs, tmp_path, capsys):
+    # The same for the corpus pregeneration's epoch bar.
+    def write_some_then_interrupt(path, lines):
+        next(iter(lines))
+        raise KeyboardInterrupt
+
+    out = tmp_path / "corpus"
+    with mock.patch("corpus.pregeneration.write_lines", write_some_then_interrupt), \
+            pytest.raises(SystemExit) as stopped:
+        preprocess_training_data.main(preprocess_args(inputs, out))
+    assert stopped.value.code == 130
+    del stopped
+    gc.collect()
+    err = capsys.readouterr().err
+    assert "epoch 0" in err
+    assert err.strip().splitlines()[-1] == f"interrupted: {out} was left as it was; rerun the same command"
+
+
 def test_data_augmentation_checks_before_the_work_and_leaves_nothing_half_written(inputs, tmp_path):
     # Default candidates on truncated weights: one line naming the file.
     mlm = tmp_path / "mlm"
