@@ -118,7 +118,8 @@ def test_the_headline_table_is_the_logged_four_seed_run():
     with open(os.path.join(REPO, "logs", "quickstart-default", "four_seeds", "results.json"), encoding="utf-8") as f:
         results = json.load(f)
     student = results["student"]
-    rows = [(f"| spiking student, {e['t_conv']} step{'' if e['t_conv'] == 1 else 's'}", e) for e in student["evaluations"]]
+    rows = [(f"| spiking student, {e['t_conv']} step{'' if e['t_conv'] == 1 else 's'}", e)
+            for e in student["evaluations"]]
     rows.append((f"| spiking student, adaptive (at most {student['adaptive']['t_conv']})", student["adaptive"]))
     for start, evaluation in rows:
         (line,) = [line for line in section.splitlines() if line.startswith(start)]

@@ -86,14 +86,14 @@ def test_the_flag_trains_with_the_penalty_logged_and_lowers_the_energy(tmp_path)
 
 def test_the_energy_preset_is_the_binary_recipe_paying_for_energy_in_task_ikd():
     assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
+    binary = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
     energy = {stage.name: stage for stage in build_stages(PRESETS["energy"], "/tmp/run", assets)}
-    assert energy.keys() == default.keys()
+    assert energy.keys() == binary.keys()
     for seed in (42, 7):
-        flags, default_flags = dict(energy[f"task_ikd.seed{seed}"].flags), dict(default[f"task_ikd.seed{seed}"].flags)
-        assert flags.pop("--energy_penalty") == 0.12 and default_flags.pop("--rate_penalty") == 0.75
-        assert flags == default_flags
-        assert energy[f"pred_kd.seed{seed}"].flags == default[f"pred_kd.seed{seed}"].flags
+        flags, binary_flags = dict(energy[f"task_ikd.seed{seed}"].flags), dict(binary[f"task_ikd.seed{seed}"].flags)
+        assert flags.pop("--energy_penalty") == 0.12 and binary_flags.pop("--rate_penalty") == 0.75
+        assert flags == binary_flags
+        assert energy[f"pred_kd.seed{seed}"].flags == binary[f"pred_kd.seed{seed}"].flags
 
 
 def test_the_default_preset_is_the_ternary_recipe_paying_for_energy_in_task_ikd():

@@ -165,9 +165,9 @@ def test_the_flag_is_saved_trains_the_amplitudes_and_is_used_on_load(tmp_path):
 
 def test_the_ternary_preset_is_the_binary_recipe_with_signed_spikes():
     assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
+    binary = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
     ternary = {stage.name: stage for stage in build_stages(PRESETS["ternary"], "/tmp/run", assets)}
     for name in ("task_ikd.seed42", "pred_kd.seed7"):
         flags = dict(ternary[name].flags)
-        assert flags.pop("--ternary_spikes") == "on" and flags == default[name].flags
-    assert "eval_t1.seed42" in ternary and "eval_t1.seed42" not in default
+        assert flags.pop("--ternary_spikes") == "on" and flags == binary[name].flags
+    assert "eval_t1.seed42" in ternary and "eval_t1.seed42" not in binary
