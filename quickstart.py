@@ -16,9 +16,10 @@ logged first, so any stage can be rerun by hand (pipeline/stages.py; presets in 
   general_kd  spiking_bert_general_distill.py: MiniLM -> the 3-layer spiking student (presets that use it)
   task_ikd    spiking_bert_task_distill.py: task-based internal-layer KD from the task teacher
   pred_kd     spiking_bert_task_distill.py --pred_distill: prediction-layer KD, best dev checkpoint kept
-  eval_t*     spiking_bert_task_distill.py --do_eval of the final student at several t_conv values (at its
-              training t_conv, a copy of prediction KD's own dev evaluation: the same files), and once more
-              at its training t_conv with --adaptive_t_conv (eval_t*_adaptive, the flags' default rule)
+  eval_t<T>   at the final student's training t_conv T, a copy of prediction KD's own evaluation (the same files)
+  eval        spiking_bert_task_distill.py --do_eval --adaptive_t_conv --readout_steps ...: the final student
+              at its training t_conv with the flags' default adaptive rule, and at every other t_conv of the
+              preset as readouts of the same simulation (eval/t<S>/)
 Distillation and evaluation stages run once per seed of the preset (in seed<N>/ with several seeds).
 Results go to results.md, results.json and tradeoff.png (accuracy and energy per sentence against the time
 steps) in the run folder, each training stage's curves.png to curves/<stage>.png; each stage's console

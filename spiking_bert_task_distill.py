@@ -30,6 +30,10 @@ def build_parser():
                              "(spikes weighted by their fan-out, as the energy report counts them) to the loss")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of prediction KD")
     parser.add_argument("--do_eval", action="store_true", help="only evaluate --spiking_student_model on dev")
+    parser.add_argument("--readout_steps", type=int, nargs="+", default=[], metavar="S",
+                        help="with --do_eval: also read the same simulation out after each S steps (what --t_conv S "
+                             "gives, without --adaptive_t_conv), each into OUTPUT_DIR/t<S>/: one simulation "
+                             "serves every step count")
     parser.add_argument("--eval_batch_size", type=int, default=32)
     add_adaptive_args(parser)
     add_shared_args(parser, learning_rate=5e-5, eval_step=50)

@@ -54,8 +54,9 @@ from glue import TEST_SET  # noqa: E402
 from pipeline.frontier import frontier_markdown, points_of_ablation, write_frontier_plot  # noqa: E402
 from pipeline.presets import ABLATION_BUDGET, ABLATION_VARIANTS, PRESETS  # noqa: E402
 from pipeline.report import read_results  # noqa: E402
-from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, plan, prepare_assets,  # noqa: E402
-                             seeded, shared_folders, show_path, stage_settings, write_json_atomic)
+from pipeline.stages import (REPO, build_stages, execute_seeds_side_by_side, fixed_evaluation_folder,  # noqa: E402
+                             plan, prepare_assets, seeded, shared_folders, show_path, stage_settings,
+                             write_json_atomic)
 from transformer.file_utils import check_output_folder, write_atomically  # noqa: E402
 
 logger = logging.getLogger("quickstart")
@@ -77,7 +78,7 @@ def summarise(name, preset, stages, timings):
     for seed in preset["seeds"]:
         figures = {}
         for t_conv in EVAL_T_CONV:
-            results = read_results(folders[seeded(f"eval_t{t_conv}", seed, preset)])
+            results = read_results(fixed_evaluation_folder(folders, preset, seed, t_conv))
             figures[f"acc_t{t_conv}"] = results["movie.acc"]
             figures[f"rate_t{t_conv}"] = results["movie.rate.mean_over_populations"]
             figures[f"test_acc_t{t_conv}"] = results[f"{TEST_SET}.acc"]
@@ -96,7 +97,7 @@ def teacher_reference(stages):
     """The shared teacher as the frontier's reference point: its test accuracy and its energy per test sentence
     as a fraction of the same-size ANN's (from an evaluation's energy report)."""
     folders = {stage.name: stage.folder for stage in stages}
-    evaluation = read_results(next(folder for name, folder in folders.items() if name.startswith("eval_t")))
+    evaluation = read_results(next(folder for name, folder in folders.items() if name.startswith("eval")))
     return {"run": "teacher", "label": "teacher", "test_acc": read_results(folders["teacher"])[f"{TEST_SET}.acc"],
             "energy_ratio": (evaluation[f"{TEST_SET}.energy.teacher_energy_uj"]
                              / evaluation[f"{TEST_SET}.energy.ann_energy_uj"])}

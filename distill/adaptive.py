@@ -13,6 +13,10 @@ and at t_conv at the latest. A stopped sentence's outputs are those of a simulat
 the steps it ran (logits, rates = spike counts / its steps); it then leaves the batch
 (Simulation.keep), so later steps run smaller matrix products, and the other sentences'
 states are untouched. Classification only: the rule watches the predicted class.
+
+The same simulation can also be read out after chosen numbers of steps for every sentence
+(simulate_with_readouts): a simulation's first S steps are a simulation of S steps, so one run gives
+the evaluations at several t_conv values and the adaptive one together.
 """
 import logging
 from dataclasses import asdict, dataclass
@@ -108,32 +112,60 @@ class Settling:
 def simulate_until_settled(model, input_ids, token_type_ids, attention_mask, rule):
     """SettledOutput of a SpikingBertForSequenceClassification (eval mode) on one batch under ``rule``,
     every sentence for at most the model's t_conv steps."""
-    if model.config.num_labels < 2:
+    return simulate_with_readouts(model, input_ids, token_type_ids, attention_mask, rule)[0]
+
+
+@torch.no_grad()
+def simulate_with_readouts(model, input_ids, token_type_ids, attention_mask, rule=None, readout_steps=()):
+    """(SettledOutput after the model's t_conv steps, or under ``rule`` after each sentence's own steps;
+    {S: SettledOutput of every sentence after S steps} for each S of ``readout_steps``) of a
+    SpikingBertForSequenceClassification (eval mode) on one batch.
+
+    One simulation serves every readout, since its first S steps are a simulation of S steps: the readout
+    after S steps is what an evaluation at t_conv S gives. Settled sentences leave the batch once the last
+    readout is taken.
+    """
+    if rule is not None and model.config.num_labels < 2:
         raise ValueError("adaptive time steps need a classification task (the rule watches the predicted class)")
     t_conv = model.config.spiking.t_conv
+    readout_steps = sorted(set(readout_steps))
+    last_readout = readout_steps[-1] if readout_steps else 0
+    checks = set(range(rule.check_every, t_conv, rule.check_every)) | {t_conv} if rule is not None else set()
     simulation = model.start_simulation(input_ids, token_type_ids, attention_mask)
-    batch = input_ids.shape[0]
-    populations, device = len(model.population_names()), input_ids.device
-    logits_out = torch.zeros(batch, model.config.num_labels, device=device)
-    rates_out = torch.zeros(batch, populations, device=device)
-    spikes_out = torch.zeros(batch, populations, dtype=torch.float64, device=device)
-    steps_out = torch.zeros(batch, dtype=torch.long, device=device)
+    batch, device = input_ids.shape[0], input_ids.device
+    final = SettledOutput(torch.zeros(batch, model.config.num_labels, device=device),
+                          torch.zeros(batch, len(model.population_names()), device=device),
+                          torch.zeros(batch, len(model.population_names()), dtype=torch.float64, device=device),
+                          torch.zeros(batch, dtype=torch.long, device=device))
+    readouts = {}
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)  # final outputs taken
     running = torch.arange(batch, device=device)  # batch rows of the sentences still simulated
-    settling = Settling(rule)
-    while len(running):
-        simulation.run(min(rule.check_every, t_conv - simulation.steps_done))
-        steps = simulation.steps_done
-        logits = model.logits_of(simulation.output_rates(tokens=1))  # only [CLS] is read
-        stop = settling.settled(logits, steps) | (steps >= t_conv)
-        if not stop.any():
-            continue
-        stopped, going_on = stop.nonzero().squeeze(1), (~stop).nonzero().squeeze(1)
-        rows = running[stopped]
-        counts = simulation.event_counts().map(lambda count: count[stopped])
-        rates_out[rows], spikes_out[rows] = population_statistics(counts, attention_mask[rows], steps)
-        logits_out[rows], steps_out[rows] = logits[stopped].float(), steps
-        if len(going_on):
-            simulation.keep(going_on)
-            settling.keep(going_on)
-        running = running[going_on]
-    return SettledOutput(logits_out, rates_out, spikes_out, steps_out)
+    settling = Settling(rule) if rule is not None else None
+    for steps in sorted(checks | set(readout_steps) | {t_conv}):
+        simulation.run(steps - simulation.steps_done)
+        logits = model.logits_of(simulation.output_rates(tokens=1)).float()  # only [CLS] is read
+        if steps in readout_steps:  # every sentence is still simulated
+            rates, spikes = population_statistics(simulation.event_counts(), attention_mask, steps)
+            readouts[steps] = SettledOutput(logits, rates, spikes, torch.full_like(final.steps, steps))
+        if steps in checks or steps == t_conv:
+            stop = torch.full_like(running, steps >= t_conv, dtype=torch.bool)
+            if steps in checks:
+                stop |= settling.settled(logits, steps)
+            stop &= ~finished[running]
+            if stop.any():
+                stopped = stop.nonzero().squeeze(1)
+                rows = running[stopped]
+                counts = simulation.event_counts().map(lambda count: count[stopped])
+                final.population_rates[rows], final.population_spikes[rows] = population_statistics(
+                    counts, attention_mask[rows], steps)
+                final.logits[rows], final.steps[rows], finished[rows] = logits[stopped], steps, True
+        if steps >= last_readout:
+            going_on = (~finished[running]).nonzero().squeeze(1)
+            if len(going_on) < len(running):
+                simulation.keep(going_on)
+                if settling is not None:
+                    settling.keep(going_on)
+                running = running[going_on]
+            if not len(running):
+                break
+    return final, readouts

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from distill.adaptive import simulate_until_settled
+from distill.adaptive import simulate_with_readouts
 from distill.devices import unwrap
 from distill.energy_report import ENERGY_NAME, flat_items
 from glue import TEST_SET, compute_metrics, pad_batch
@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "eval_results.txt"
 PREDICTIONS_SUFFIX = "_predictions.tsv"
+
+
+def readout_folder(output_dir, steps):
+    """Where --do_eval --readout_steps writes the readout after ``steps`` steps."""
+    return os.path.join(output_dir, f"t{steps}")
 
 
 def predictions_name(set_name):
@@ -54,6 +59,8 @@ class EvalResult:
     steps: np.ndarray = None
     # Set by the caller that knows the model sizes: operation counts and energy (distill/energy_report.py).
     energy: dict = None
+    # With readout steps: {S: EvalResult of the same simulation after S steps}.
+    readouts: dict = None
 
 
 def example_loss_sum(logits, labels, output_mode):
@@ -81,43 +88,64 @@ class ModelOutputs:
     population_rates: torch.Tensor = None  # [N, P] mean rate over real tokens and neurons
     population_spikes: torch.Tensor = None  # [N, P] spike counts over real tokens, neurons and steps
     steps: torch.Tensor = None  # [N] steps simulated
+    readouts: dict = None  # {S: ModelOutputs after S steps} of the same simulation (readout_steps)
+
+
+class OutputParts:
+    """One set's outputs batch by batch, gathered into ModelOutputs in file order."""
+
+    def __init__(self):
+        self.parts = {name: [] for name in ("logits", "labels", "lengths", "population_rates", "population_spikes",
+                                            "steps")}
+
+    def add(self, batch, logits, rates=None, spikes=None, steps=None):
+        for name, value in (("logits", logits), ("labels", batch.labels), ("lengths", batch.lengths),
+                            ("population_rates", rates), ("population_spikes", spikes), ("steps", steps)):
+            if value is not None:
+                self.parts[name].append(value.float().cpu() if name in ("logits", "population_rates") else value.cpu())
+
+    def gathered(self, file_order):
+        return ModelOutputs(**{name: torch.cat(parts)[file_order] if parts else None
+                               for name, parts in self.parts.items()})
 
 
 @torch.no_grad()
-def run_model(model, features, batch_size, devices, sort_by_length=True, stopping_rule=None):
+def run_model(model, features, batch_size, devices, sort_by_length=True, stopping_rule=None, readout_steps=()):
     """Run ``model`` (eval mode) over ``features`` in length-sorted batches; ModelOutputs in file order.
 
-    ``stopping_rule``: a spiking classification student's adaptive time steps (distill/adaptive.py).
+    ``stopping_rule``: a spiking classification student's adaptive time steps (distill/adaptive.py);
+    ``readout_steps``: a spiking student's simulation also read out after each of these steps (``readouts``).
     """
     model.eval()
     spiking = isinstance(unwrap(model), SpikingBertPreTrainedModel)
-    if stopping_rule is not None and not spiking:
-        raise ValueError("adaptive time steps need a spiking student")
+    if (stopping_rule is not None or readout_steps) and not spiking:
+        raise ValueError("adaptive time steps and readouts need a spiking student")
     batches = eval_batches(features, batch_size, sort_by_length)
-    logits_all, labels_all, lengths_all, rates_all, spikes_all, steps_all = [], [], [], [], [], []
+    simulated = stopping_rule is not None or bool(readout_steps)
+    outputs_parts, readout_parts = OutputParts(), {steps: OutputParts() for steps in readout_steps}
     for rows in batches:
         batch = pad_batch([features[i] for i in rows])
         inputs = batch.map(lambda t: t.to(devices.device)).inputs()
         with devices.autocast():
-            if stopping_rule is not None:  # drives the simulation itself: on one device, without DataParallel
-                outputs = simulate_until_settled(unwrap(model), rule=stopping_rule, **inputs)
+            if simulated:
+                # drives the simulation itself: on one device, without DataParallel
+                outputs, readouts = simulate_with_readouts(unwrap(model), rule=stopping_rule,
+                                                           readout_steps=readout_steps, **inputs)
             else:
-                outputs = model(**inputs, output_rates=True) if spiking else model(**inputs)
-        logits_all.append(outputs.logits.float().cpu())
-        labels_all.append(batch.labels)
-        lengths_all.append(batch.lengths)
-        if spiking:
-            rates_all.append(outputs.population_rates.float().cpu())
-            spikes_all.append(outputs.population_spikes.cpu())
-            steps_all.append(outputs.steps.cpu() if stopping_rule is not None else
-                             torch.full_like(batch.lengths, unwrap(model).config.spiking.t_conv))
+                outputs, readouts = model(**inputs, output_rates=True) if spiking else model(**inputs), {}
+        if not spiking:
+            outputs_parts.add(batch, outputs.logits)
+            continue
+        steps = outputs.steps if simulated else torch.full_like(batch.lengths, unwrap(model).config.spiking.t_conv)
+        outputs_parts.add(batch, outputs.logits, outputs.population_rates, outputs.population_spikes, steps)
+        for readout_step, readout in readouts.items():
+            readout_parts[readout_step].add(batch, readout.logits, readout.population_rates,
+                                            readout.population_spikes, readout.steps)
     file_order = torch.from_numpy(np.argsort(np.concatenate(batches)))
-
-    def gathered(parts):
-        return torch.cat(parts)[file_order] if parts else None
-
-    return ModelOutputs(gathered(logits_all), gathered(labels_all), gathered(lengths_all), gathered(rates_all),
-                        gathered(spikes_all), gathered(steps_all))
+    result = outputs_parts.gathered(file_order)
+    if readout_steps:
+        result.readouts = {steps: parts.gathered(file_order) for steps, parts in readout_parts.items()}
+    return result
 
 
 def predictions_of(logits, output_mode):
@@ -126,25 +154,44 @@ def predictions_of(logits, output_mode):
 
 
 def evaluate(model, features, set_name, output_mode, batch_size, devices, sort_by_length=True,
-             stopping_rule=None, metrics_task=None):
-    """Run ``model`` (eval mode) over ``features`` (run_model); return an EvalResult in file order.
+             stopping_rule=None, metrics_task=None, readout_steps=()):
+    """Run ``model`` (eval mode) over ``features`` (run_model); return an EvalResult in file order, with
+    ``readouts`` {S: EvalResult after S steps} for ``readout_steps``.
 
     ``metrics_task``: the task whose metrics apply; by default ``set_name``, as a dev set is named by its task.
     """
-    outputs = run_model(model, features, batch_size, devices, sort_by_length, stopping_rule)
+    outputs = run_model(model, features, batch_size, devices, sort_by_length, stopping_rule, readout_steps)
+    result = result_of(outputs, unwrap(model), set_name, output_mode, metrics_task or set_name)
+    if outputs.readouts is not None:
+        result.readouts = {steps: result_of(readout, unwrap(model), set_name, output_mode, metrics_task or set_name)
+                           for steps, readout in outputs.readouts.items()}
+    return result
+
+
+def result_of(outputs, model, set_name, output_mode, metrics_task):
+    """The EvalResult of one set's ModelOutputs."""
     logits, labels = outputs.logits, outputs.labels
     predictions = predictions_of(logits, output_mode)
-    result = EvalResult(set_name, compute_metrics(metrics_task or set_name, predictions, labels.numpy()),
-                        example_loss_sum(logits, labels, output_mode) / len(features), predictions,
-                        labels.numpy(), len(features))
+    count = len(labels)
+    result = EvalResult(set_name, compute_metrics(metrics_task, predictions, labels.numpy()),
+                        example_loss_sum(logits, labels, output_mode) / count, predictions, labels.numpy(), count)
     if outputs.population_rates is not None:
-        mean_rates = (outputs.population_rates.sum(dim=0) / len(features)).tolist()
-        result.rates = dict(zip(unwrap(model).population_names(), mean_rates))
+        mean_rates = (outputs.population_rates.sum(dim=0) / count).tolist()
+        result.rates = dict(zip(model.population_names(), mean_rates))
         result.rates["mean_over_populations"] = float(np.mean(mean_rates))
         result.lengths = outputs.lengths.numpy()
         result.population_spikes = outputs.population_spikes.numpy()
         result.steps = outputs.steps.numpy()
     return result
+
+
+def log_evaluation(name, result):
+    """One line of a spiking student's evaluation: metrics, loss, spike rate, steps and energy."""
+    energy = result.energy["energy"]
+    logger.info("%s: %s, eval_loss %.6g, mean spike rate %.4f, mean steps %.4g, energy per sentence %.4g uJ (%.3g x "
+                "the teacher's, %.3g x a same-size ANN's)", name, result.metrics, result.eval_loss,
+                result.rates["mean_over_populations"], result.energy["distribution"]["steps"]["mean"],
+                energy["energy_uj"], energy.get("energy_ratio_to_teacher", float("nan")), energy["energy_ratio_to_ann"])
 
 
 def log_test_results(results):

@@ -11,7 +11,8 @@ The flags resolve once into a TaskMode:
 - --do_eval: dev metrics of a saved student; no teacher needed.
 Evaluations score every labelled set of the task folder: the dev set(s) and, when the folder has a
 test.tsv with labels, the test set (keys ``test.*``). Checkpoints are chosen on dev alone; the test set is
-scored only for the checkpoint that dev chose.
+scored only for the checkpoint that dev chose, once, when training ends. --do_eval with --readout_steps reads
+its one simulation out after several numbers of steps, each into its own folder.
 
 Dynamic padding. Every batch is padded only to its longest member, not to
 --max_seq_length. Predictions and the prediction losses (from the [CLS] position) are
@@ -26,6 +27,7 @@ tokens weigh less in the IKD loss than with padding to --max_seq_length; nothing
 excluded explicitly.
 """
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +37,8 @@ from distill.checkpointing import publish_student
 from distill.cli import check_positive_args, spiking_overrides
 from distill.devices import unwrap, wrap_frozen, wrap_student
 from distill.energy_report import describe_size, set_report, shape_record, size_from_record
-from distill.evaluation import check_eval_outputs, evaluate, log_test_results, write_eval_files
+from distill.evaluation import (check_eval_outputs, evaluate, log_evaluation, log_test_results, readout_folder,
+                                write_eval_files)
 from distill.losses import (check_compatible, internal_layer_loss, prediction_loss, true_label_loss,
                             with_energy_penalty, with_rate_penalty)
 from distill.preflight import (check_max_seq_length, check_same_vocab, check_vocab_size, fetch_model_args,
@@ -104,13 +107,17 @@ class TaskDistillation(TrainingScript):
         super().__init__(args)
         fetch_model_args(args, ("teacher_model", "spiking_student_model"))
         check_positive_args(args, ["train_batch_size", "eval_batch_size", "num_train_epochs", "eval_step",
-                                   "logging_steps", "gradient_accumulation_steps", "max_seq_length", "max_steps"])
+                                   "logging_steps", "gradient_accumulation_steps", "max_seq_length", "max_steps",
+                                   "readout_steps"])
         if not args.temperature > 0:
             raise ValueError(f"--temperature must be > 0, got {args.temperature}")
         processor = get_processor(args.task_name)
         self.task, self.output_mode = processor.name, processor.output_mode
         self.label_list = processor.get_labels()
         self.mode = resolve_mode(args, self.output_mode)
+        if args.readout_steps and self.mode.trains:
+            raise ValueError("--readout_steps applies to --do_eval only")
+        self.readout_steps = sorted(set(args.readout_steps))
         rule = StoppingRule.from_args(args)  # checks the rule's flags even while --adaptive_t_conv is off
         self.stopping_rule = rule if args.adaptive_t_conv else None
         self._check_stopping_rule()
@@ -151,7 +158,8 @@ class TaskDistillation(TrainingScript):
             # Evaluation may write into any existing folder (a model folder too): it adds result
             # files only, and check_eval_outputs keeps earlier results.
             self.check_output(allow_existing=True)
-            check_eval_outputs(args.output_dir, list(self.eval_features), args.overwrite)
+            for folder in [args.output_dir] + [readout_folder(args.output_dir, steps) for steps in self.readout_steps]:
+                check_eval_outputs(folder, list(self.eval_features), args.overwrite)
 
     def run_record(self, settings=None):
         """Also the task, and the stopping rule of the dev evaluations that choose the best checkpoint."""
@@ -269,39 +277,49 @@ class TaskDistillation(TrainingScript):
                     spiking.t_conv, spiking.vth, student.config.num_labels, student.classifier_initialized)
         return student
 
-    def _evaluate(self, model, devices, set_names):
-        """The EvalResult of each named set (``eval_features`` keys), with its energy report."""
+    def _evaluate(self, model, devices, set_names, readout_steps=()):
+        """The EvalResult of each named set (``eval_features`` keys), with its energy report (and its readouts',
+        for ``readout_steps``)."""
         student = unwrap(model)
         results = []
         for name in set_names:
-            result = evaluate(model, self.eval_features[name], name, self.output_mode, self.args.eval_batch_size, devices,
-                              stopping_rule=self.stopping_rule, metrics_task=self.task)
-            result.energy = set_report(result, student.population_names(), BertSize.of(student.config),
-                                       self.energy_teacher, self.output_mode)
+            result = evaluate(model, self.eval_features[name], name, self.output_mode, self.args.eval_batch_size,
+                              devices, stopping_rule=self.stopping_rule, metrics_task=self.task,
+                              readout_steps=readout_steps)
+            for evaluated in [result] + list((result.readouts or {}).values()):
+                evaluated.energy = set_report(evaluated, student.population_names(), BertSize.of(student.config),
+                                              self.energy_teacher, self.output_mode)
             results.append(result)
         return results
 
-    def _write_results(self, results, student):
+    def _write_results(self, results, student, readout_steps=None):
+        """The evaluation files of ``results`` in --output_dir, or those of the readout after ``readout_steps``
+        steps (fixed steps: no rule) in its folder."""
         spiking = student.config.spiking
+        rule = self.stopping_rule if readout_steps is None else None
         teacher = ("none: compared with the same-size ANN only" if self.energy_teacher is None else
                    f"{describe_size(self.energy_teacher)}, from {self.energy_teacher_from}")
-        header = {"t_conv": spiking.t_conv, "vth": spiking.vth, **rule_header(self.stopping_rule),
+        header = {"t_conv": readout_steps or spiking.t_conv, "vth": spiking.vth, **rule_header(rule),
                   "energy.student": describe_size(BertSize.of(student.config)), "energy.teacher": teacher}
-        write_eval_files(self.args.output_dir, results, self.label_list, self.output_mode, header)
+        folder = self.args.output_dir
+        if readout_steps is not None:
+            folder = readout_folder(folder, readout_steps)
+            os.makedirs(folder, exist_ok=True)
+        write_eval_files(folder, results, self.label_list, self.output_mode, header)
 
     def _evaluate_only(self, devices):
         student = self._load_student(self.args.spiking_student_model)
         if student.classifier_initialized:
             raise ValueError(f"--spiking_student_model {self.args.spiking_student_model} has no trained classifier")
-        results = self._evaluate(wrap_frozen(student, devices), devices, list(self.eval_features))
+        results = self._evaluate(wrap_frozen(student, devices), devices, list(self.eval_features), self.readout_steps)
+        for steps in self.readout_steps:
+            for result in results:
+                log_evaluation(f"after {steps} steps, {result.set_name}", result.readouts[steps])
         for result in results:
-            energy = result.energy["energy"]
-            logger.info("%s: %s, eval_loss %.6g, mean spike rate %.4f, mean steps %.4g, energy per sentence %.4g "
-                        "uJ (%.3g x the teacher's, %.3g x a same-size ANN's)", result.set_name, result.metrics,
-                        result.eval_loss, result.rates["mean_over_populations"],
-                        result.energy["distribution"]["steps"]["mean"], energy["energy_uj"],
-                        energy.get("energy_ratio_to_teacher", float("nan")), energy["energy_ratio_to_ann"])
+            log_evaluation(result.set_name, result)
         if devices.is_main:
+            for steps in self.readout_steps:
+                self._write_results([result.readouts[steps] for result in results], student, readout_steps=steps)
             self._write_results(results, student)
         return results
 
@@ -319,21 +337,23 @@ class TaskDistillation(TrainingScript):
         student_model = wrap_student(student, devices)
         logger.info("%d training examples", len(train_data))
 
+        dev_sets = [name for name in self.eval_features if name != TEST_SET]
+        best_dev_results = []  # of the student kept, when this process evaluated it
+
         def on_checkpoint(state):
             if not devices.is_main:
                 return
             if not self.mode.keeps_best:
                 publish_student(args.output_dir, student, self.vocab_file)
                 return
-            results = self._evaluate(student, devices, [name for name in self.eval_features if name != TEST_SET])
+            results = self._evaluate(student, devices, dev_sets)
             metric = main_metric(self.task, results[0].metrics)
             logger.info("step %d dev: %s", state.global_step,
                         "; ".join(f"{r.set_name} {r.metrics} eval_loss {r.eval_loss:.6g}" for r in results))
             if state.is_new_best(metric):
-                results += self._evaluate(student, devices, [name for name in self.eval_features if name == TEST_SET])
-                log_test_results(results)
                 publish_student(args.output_dir, student, self.vocab_file)
                 self._write_results(results, student)
+                best_dev_results[:] = results
                 logger.info("new best %s %.6g at step %d: student saved", self.task, metric, state.global_step)
 
         finished, state = self.train(model=student_model, bare_model=student, devices=devices,
@@ -343,6 +363,19 @@ class TaskDistillation(TrainingScript):
                                      schedule=self.mode.schedule, vocab_file=self.vocab_file)
         if finished and self.mode.evaluates_dev:
             logger.info("best %s %.6g at step %s", self.task, state.best_metric, state.best_step)
+            if devices.is_main and TEST_SET in self.eval_features:
+                self._score_test(devices, best_dev_results)
+
+    def _score_test(self, devices, dev_results):
+        """Score the test set once, for the student dev chose (the one published in --output_dir), and add it to
+        that student's evaluation files. Its dev results are evaluated again when an earlier process (before a
+        resume) found it."""
+        best = wrap_frozen(self._load_student(self.args.output_dir), devices)
+        if not dev_results:
+            dev_results = self._evaluate(best, devices, [name for name in self.eval_features if name != TEST_SET])
+        results = dev_results + self._evaluate(best, devices, [TEST_SET])
+        log_test_results(results)
+        self._write_results(results, unwrap(best))
 
     def _loss_fn(self, student_model, teacher, student_config):
         """loss(batch) -> dict of losses of the mode ("loss" is optimised, the rest logged)."""

@@ -31,7 +31,7 @@ def points_of_results(run, results, ann_energy_uj=None):
     ann = results["same_size_ann"]["energy_uj"] if ann_energy_uj is None else ann_energy_uj
     student = results["student"]
     points = []
-    for evaluation in student["evaluations"] + [student["adaptive"]]:
+    for evaluation in student["evaluations"] + ([student["adaptive"]] if student["adaptive"] else []):
         adaptive = evaluation is student["adaptive"]
         label = f"adaptive (at most {evaluation['t_conv']})" if adaptive else f"t_conv {evaluation['t_conv']}"
         points.append(point(run, label, evaluation["mean_steps"], evaluation["test_acc_per_seed"],

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from distill.curves import CURVES_NAME
 from glue import TEST_SET
 from pipeline.presets import TASK, final_stage, final_t_conv
-from pipeline.stages import REPO, adaptive_stage_name, seeded
+from pipeline.stages import EVAL_STAGE, REPO, fixed_evaluation_folder, seeded
 from transformer.checkpoint import weights_file
 from transformer.file_utils import write_atomically
 
@@ -79,24 +79,25 @@ def collect_results(preset_name, preset, stages, timings):
     folders = {stage.name: stage.folder for stage in stages}
     seeds = preset["seeds"]
 
-    def evaluations_of(stage):
-        return [evaluation_summary(read_results(folders[seeded(stage, seed, preset)]), preset) for seed in seeds]
-
-    evaluations = [over_seeds(evaluations_of(f"eval_t{t_conv}")) for t_conv in preset["eval_t_conv"]]
-    adaptive_stage = adaptive_stage_name(preset)
-    adaptive_results = read_results(folders[seeded(adaptive_stage, seeds[0], preset)])
-    adaptive = {**over_seeds(evaluations_of(adaptive_stage)), "rule": adaptive_results["adaptive.rule"]}
+    evaluations = [over_seeds([evaluation_summary(read_results(fixed_evaluation_folder(folders, preset, seed, t_conv)),
+                                                  preset) for seed in seeds]) for t_conv in preset["eval_t_conv"]]
+    adaptive = None
+    if preset.get("adaptive_eval", True):
+        per_seed = [read_results(folders[seeded(EVAL_STAGE, seed, preset)]) for seed in seeds]
+        adaptive = {**over_seeds([evaluation_summary(results, preset) for results in per_seed]),
+                    "rule": per_seed[0]["adaptive.rule"]}
+    any_results = read_results(fixed_evaluation_folder(folders, preset, seeds[0], preset["eval_t_conv"][0]))
     student_folder = folders[seeded(final_stage(preset)[0], seeds[0], preset)]
     teacher_results = read_results(folders["teacher"])
     return {
         "preset": preset_name, "settings": preset, "task": TASK, "seeds": seeds,
-        "dev_examples": int(adaptive_results[f"{TASK}.num_examples"]),
-        "test_examples": int(adaptive_results[f"{TEST_SET}.num_examples"]),
+        "dev_examples": int(any_results[f"{TASK}.num_examples"]),
+        "test_examples": int(any_results[f"{TEST_SET}.num_examples"]),
         "majority_baseline": majority_baseline(os.path.join(REPO, folders["data"], "movie")),
         "teacher": {"dev_acc": teacher_results[f"{TASK}.acc"], "test_acc": teacher_results[f"{TEST_SET}.acc"],
                     "parameters": count_parameters(folders["teacher"]), "folder": folders["teacher"],
-                    "energy_uj": adaptive_results[f"{TEST_SET}.energy.teacher_energy_uj"]},
-        "same_size_ann": {"energy_uj": adaptive_results[f"{TEST_SET}.energy.ann_energy_uj"]},
+                    "energy_uj": any_results[f"{TEST_SET}.energy.teacher_energy_uj"]},
+        "same_size_ann": {"energy_uj": any_results[f"{TEST_SET}.energy.ann_energy_uj"]},
         "student": {"parameters": count_parameters(student_folder), "folder": student_folder,
                     "final_t_conv": final_t_conv(preset), "evaluations": evaluations, "adaptive": adaptive},
         "stages": timings,
@@ -132,13 +133,15 @@ def results_markdown(results):
              f"{results['same_size_ann']['energy_uj'] / teacher['energy_uj']:.3g} | |"]
     rows = [(f"t_conv {e['t_conv']}{' (training value)' if e['trained_at'] else ''}", e)
             for e in student["evaluations"]]
-    rows.append((f"adaptive, at most t_conv {adaptive['t_conv']}", adaptive))
+    if adaptive is not None:
+        rows.append((f"adaptive, at most t_conv {adaptive['t_conv']}", adaptive))
     for name, evaluation in rows:
         lines.append(f"| spiking student, {name} | {figure(evaluation, 'dev_acc', '4f')} | "
                      f"{figure(evaluation, 'test_acc', '4f')} | {figure(evaluation, 'mean_steps', '4g')} | {figure(evaluation, 'mean_spike_rate', '4f')} | "
                      f"{figure(evaluation, 'energy_uj', '4g')} | {figure(evaluation, 'energy_ratio_to_teacher', '3g')}"
                      f" | {student['parameters']:,} |")
-    lines += ["", f"Adaptive rule: {adaptive['rule']}.", "", "| stage | wall time (s) | |", "|---|---|---|"]
+    lines += ["", f"Adaptive rule: {adaptive['rule']}." if adaptive is not None else "No adaptive evaluation.", "",
+              "| stage | wall time (s) | |", "|---|---|---|"]
     for name, timing in results["stages"].items():
         lines.append(f"| {name} | {timing['seconds']:.0f} | {'reused' if timing['reused'] else ''} |")
     total = sum(timing["seconds"] for timing in results["stages"].values())
@@ -180,9 +183,10 @@ def write_tradeoff_plot(results, path):
     def plot_student(axis, key, label, alpha=1.0):
         axis.errorbar(steps, [e[key] for e in evaluations], yerr=error_bars(evaluations, key), fmt="o-",
                       color="tab:blue", capsize=3, alpha=alpha, label=f"spiking student, fixed t_conv{label}")
-        axis.errorbar([adaptive["mean_steps"]], [adaptive[key]], yerr=error_bars([adaptive], key), fmt="D",
-                      color="tab:red", markersize=8, capsize=3, alpha=alpha,
-                      label=f"spiking student, adaptive (at most {adaptive['t_conv']}), at its mean steps{label}")
+        if adaptive is not None:
+            axis.errorbar([adaptive["mean_steps"]], [adaptive[key]], yerr=error_bars([adaptive], key), fmt="D",
+                          color="tab:red", markersize=8, capsize=3, alpha=alpha,
+                          label=f"spiking student, adaptive (at most {adaptive['t_conv']}), at its mean steps{label}")
 
     figure_, (accuracy_axis, energy_axis) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 7.2))
     plot_student(accuracy_axis, "dev_acc", " (dev)", alpha=0.3)

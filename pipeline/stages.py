@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from corpus.assets import has_current_split
 from distill.energy_report import ENERGY_NAME
-from distill.evaluation import PREDICTIONS_SUFFIX, RESULTS_NAME
+from distill.evaluation import PREDICTIONS_SUFFIX, RESULTS_NAME, readout_folder
 from pipeline.presets import SEED, STUDENT_CONFIG_DIR, TASK, final_stage, final_t_conv
 from transformer.checkpoint import (CONFIG_NAME, FolderReplacement, atomic_directory, load_weights, read_json,
                                     recover_replaced, weights_file)
@@ -38,6 +38,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Stages that depend on the data slices and the teacher's settings only: runs of presets that agree on those can
 # keep them in one folder and train one teacher (quickstart.py --shared_dir, the ablation).
 SHARED_STAGES = ("data", "teacher", "corpus", "augment")
+# The final student's evaluation stage (per seed): its adaptive evaluation, and each fixed t_conv as a readout.
+EVAL_STAGE = "eval"
 
 logger = logging.getLogger("quickstart")
 
@@ -130,20 +132,22 @@ def build_stages(preset, run_dir, assets, folders=None):
             stages.append(distillation_stage(name_of(stage), folder_of(stage), stage, flags, student, previous,
                                              preset, seed, sources))
             student, previous = folder_of(stage), name_of(stage)
-        evaluations = [(f"eval_t{t_conv}", t_conv, {}) for t_conv in preset["eval_t_conv"]]
-        if preset.get("adaptive_eval", True):
-            evaluations.append((adaptive_stage_name(preset), final_t_conv(preset), {"--adaptive_t_conv": True}))
-        for stage, t_conv, extra in evaluations:
-            if not extra and evaluated_in_training(final_stage(preset)[1], t_conv):
-                stages.append(Stage(name_of(stage), folder_of(stage), job=copy_evaluation,
-                                    job_settings={"student": student}, inputs=(previous,)))
-                continue
-            stages.append(Stage(name_of(stage), folder_of(stage), "spiking_bert_task_distill.py", {
+        copied, readouts = evaluation_plan(preset)
+        for t_conv in copied:
+            stages.append(Stage(name_of(f"eval_t{t_conv}"), folder_of(f"eval_t{t_conv}"), job=copy_evaluation,
+                                job_settings={"student": student}, inputs=(previous,)))
+        adaptive = preset.get("adaptive_eval", True)
+        if readouts or adaptive:
+            # One simulation per sentence gives every evaluation left: adaptive (at the training t_conv) on top,
+            # or the longest fixed one, and each fixed t_conv as a readout of it.
+            stages.append(Stage(name_of(EVAL_STAGE), folder_of(EVAL_STAGE), "spiking_bert_task_distill.py", {
                 "--do_eval": True, "--spiking_student_model": student,
                 # its config.json gives the teacher's shape for the energy comparison
                 "--teacher_model": folder("teacher"), "--data_dir": movie, "--task_name": TASK,
-                "--output_dir": folder_of(stage), "--t_conv": t_conv, "--eval_batch_size": preset["eval_batch_size"],
-                "--max_seq_length": preset["max_seq_length"], "--do_lower_case": True, **extra}, inputs=(previous,)))
+                "--output_dir": folder_of(EVAL_STAGE), "--t_conv": final_t_conv(preset) if adaptive else max(readouts),
+                "--eval_batch_size": preset["eval_batch_size"], "--max_seq_length": preset["max_seq_length"],
+                "--do_lower_case": True, **({"--adaptive_t_conv": True} if adaptive else {}),
+                **({"--readout_steps": readouts} if readouts else {})}, inputs=(previous,)))
     return stages
 
 
@@ -195,8 +199,19 @@ def copy_evaluation(folder, student):
     logger.info("copied %s from %s (its dev evaluation in training)", ", ".join(names), show_path(student))
 
 
-def adaptive_stage_name(preset):
-    return f"eval_t{final_t_conv(preset)}_adaptive"
+def evaluation_plan(preset):
+    """(the t_conv values whose evaluation is prediction KD's own, copied; those read out of the eval stage's
+    simulation) of the preset's ``eval_t_conv``."""
+    copied = [t_conv for t_conv in preset["eval_t_conv"] if evaluated_in_training(final_stage(preset)[1], t_conv)]
+    return copied, [t_conv for t_conv in preset["eval_t_conv"] if t_conv not in copied]
+
+
+def fixed_evaluation_folder(folders, preset, seed, t_conv):
+    """The folder of the final student's evaluation at ``t_conv`` (``folders``: stage name -> folder): the copy
+    of prediction KD's own, or the eval stage's readout."""
+    if t_conv in evaluation_plan(preset)[0]:
+        return folders[seeded(f"eval_t{t_conv}", seed, preset)]
+    return readout_folder(folders[seeded(EVAL_STAGE, seed, preset)], t_conv)
 
 
 def digest(settings):

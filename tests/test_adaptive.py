@@ -175,3 +175,43 @@ def test_impossible_rule_settings_name_their_flag(settings, flag):
 def test_regression_student_is_refused():
     with pytest.raises(ValueError, match="classification"):
         settled(tiny_student(num_labels=1), dev_features(3), EAGER)
+
+
+def test_readouts_of_one_simulation_equal_evaluations_at_their_steps():
+    """The readout after S steps is what an evaluation at t_conv S gives: the same spike counts (exact), the same
+    predictions; the simulation's own t_conv result is unchanged by reading it out on the way."""
+    model, features = tiny_student(), dev_features()
+    readout_steps = (1, 3, 8, T_CONV + 4)  # one beyond t_conv: the simulation runs on for it
+    fixed = evaluate(model, features, "sst-2", "classification", 7, DEVICES)
+    read = evaluate(model, features, "sst-2", "classification", 7, DEVICES, readout_steps=readout_steps)
+    assert np.array_equal(read.population_spikes, fixed.population_spikes) and (read.steps == T_CONV).all()
+    assert np.array_equal(read.predictions, fixed.predictions) and read.readouts.keys() == set(readout_steps)
+    for steps in readout_steps:
+        model.config.spiking = dataclasses.replace(model.config.spiking, t_conv=steps)
+        alone = evaluate(model, features, "sst-2", "classification", 7, DEVICES)
+        model.config.spiking = dataclasses.replace(model.config.spiking, t_conv=T_CONV)
+        readout = read.readouts[steps]
+        assert (readout.steps == steps).all()
+        assert np.array_equal(readout.population_spikes, alone.population_spikes), steps
+        assert np.array_equal(readout.predictions, alone.predictions), steps
+        assert readout.metrics == alone.metrics
+        # logits from a running simulation's rates and from the forward pass: float32 rounding of one product
+        assert readout.eval_loss == pytest.approx(alone.eval_loss, rel=1e-6)
+        for name, rate in alone.rates.items():
+            assert readout.rates[name] == pytest.approx(rate, rel=1e-6)
+    assert len({tuple(read.readouts[s].predictions) for s in readout_steps}) > 1  # the readouts differ
+
+
+def test_adaptive_evaluation_with_readouts_stops_sentences_as_without():
+    model, features = tiny_student(), dev_features()
+    alone = evaluate(model, features, "sst-2", "classification", 7, DEVICES, stopping_rule=EAGER)
+    both = evaluate(model, features, "sst-2", "classification", 7, DEVICES, stopping_rule=EAGER, readout_steps=(5, 9))
+    assert len(set(alone.steps.tolist())) > 1  # sentences stop at different steps, some before the last readout
+    assert (alone.steps < 9).any() and np.array_equal(both.steps, alone.steps)
+    assert np.array_equal(both.population_spikes, alone.population_spikes)
+    assert np.array_equal(both.predictions, alone.predictions)
+    assert both.eval_loss == pytest.approx(alone.eval_loss, rel=1e-6)
+    fixed = evaluate(model, features, "sst-2", "classification", 7, DEVICES, readout_steps=(5, 9))
+    for steps in (5, 9):
+        assert np.array_equal(both.readouts[steps].population_spikes, fixed.readouts[steps].population_spikes)
+        assert np.array_equal(both.readouts[steps].predictions, fixed.readouts[steps].predictions)

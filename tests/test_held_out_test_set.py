@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+import distill.task
 import finetune_teacher
 import spiking_bert_task_distill as task
 from distill_fixtures import (UNLABELLED_TEST_HEADERS, load_state, make_student_config, make_teacher, write_task,
@@ -94,7 +95,7 @@ def test_task_distillation_scores_test_but_chooses_on_dev(models, tmp_path):
     assert int(plain["test.num_examples"]) == 9
     assert float(plain["test.acc"]) + float(other["test.acc"]) == pytest.approx(1)
     log = (runs["plain"] / "log.txt").read_text()
-    assert "test (scored for the checkpoint dev chose)" in log
+    assert log.count("test (scored for the checkpoint dev chose)") == 1
 
     evaluation = tmp_path / "eval"
     results = task.main(task_args(data, evaluation, "--spiking_student_model", str(runs["plain"]), "--do_eval"))
@@ -111,6 +112,28 @@ def test_task_distillation_scores_test_but_chooses_on_dev(models, tmp_path):
     task.main(task_args(data, tmp_path / "eval_dev_only", "--spiking_student_model", str(runs["plain"]), "--do_eval"))
     assert not [key for key in read_results(tmp_path / "eval_dev_only") if key.startswith("test.")]
     assert not (tmp_path / "eval_dev_only" / "test_predictions.tsv").exists()
+
+
+def test_test_is_scored_once_when_training_ends_for_the_student_kept(models, tmp_path, monkeypatch):
+    """Every checkpoint a new best (a dev metric that only grows): the test set is still scored once, after the
+    last dev evaluation, for the student kept, and its files hold that student's dev and test results."""
+    data = tmp_path / "data"
+    write_task(str(data), "sst-2", train=12, dev=8, test=9)
+    growing = iter(range(1000))
+    monkeypatch.setattr(distill.task, "main_metric", lambda task_name, metrics: next(growing))
+    run = tmp_path / "pred"
+    task.main(task_args(data, run, "--teacher_model", models["teacher"], "--spiking_student_model",
+                        models["student"], "--pred_distill", "--learning_rate", "1e-2"))
+    log = (run / "log.txt").read_text()
+    assert log.count("new best") >= 3
+    assert log.count("test (scored for the checkpoint dev chose)") == 1
+    assert log.index("test (scored for the checkpoint dev chose)") > log.rindex(" dev: ")
+    evaluation = tmp_path / "eval"
+    task.main(task_args(data, evaluation, "--spiking_student_model", str(run), "--do_eval"))
+    trained, evaluated = read_results(run), read_results(evaluation)
+    assert trained.pop("energy.teacher").endswith("from --teacher_model " + models["teacher"])
+    assert evaluated.pop("energy.teacher").endswith(f"from teacher_size in {run}/config.json")
+    assert trained == evaluated and "test.acc" in trained
 
 
 def test_teacher_fine_tuning_scores_test_but_chooses_on_dev(tmp_path):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv, with_augmentation
-from pipeline.stages import (DISTILL_DATA, MARKER_NAME, SHARED_STAGES, adaptive_stage_name, build_stages,
+from pipeline.stages import (DISTILL_DATA, EVAL_STAGE, MARKER_NAME, SHARED_STAGES, build_stages,
                              copy_evaluation, first_difference, plan, seeded, shared_folders, stage_settings,
                              write_data_slices, write_json_atomic)
 
@@ -62,8 +62,14 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
         with open(os.path.join(run_dir, name, "curves.png"), "rb") as f, \
                 open(os.path.join(run_dir, "curves", f"{name}.png"), "rb") as copy:
             assert f.read() == copy.read()
-    with open(os.path.join(run_dir, adaptive_stage_name(preset), "energy.json"), encoding="utf-8") as f:
+    with open(os.path.join(run_dir, EVAL_STAGE, "energy.json"), encoding="utf-8") as f:
         assert json.load(f)["header"]["adaptive_t_conv"] == "on"
+    # The fixed evaluations but prediction KD's own are readouts of the eval stage's one simulation.
+    for t_conv in preset["eval_t_conv"]:
+        if t_conv != final_t_conv(preset):
+            with open(os.path.join(run_dir, EVAL_STAGE, f"t{t_conv}", "energy.json"), encoding="utf-8") as f:
+                header = json.load(f)["header"]
+            assert header["t_conv"] == t_conv and header["adaptive_t_conv"] == "off"
     assert results["student"]["parameters"] < results["teacher"]["parameters"]
     # Stage times summed, and the run's wall clock, which covers them (one job: no stages side by side).
     assert sum(timing["seconds"] for timing in results["stages"].values()) <= results["wall_seconds"] + 1
@@ -77,8 +83,8 @@ def test_smoke_run_writes_results_and_stage_folders(smoke_run):
         assert results["majority_baseline"][f"{split}_acc"] == pytest.approx(labels[split].count(majority)
                                                                              / len(labels[split]))
 
-    for name in ["data", "teacher", "corpus", "general_kd", "task_ikd", "pred_kd"] + [
-            f"eval_t{t}" for t in preset["eval_t_conv"]] + [adaptive_stage_name(preset)]:
+    for name in ["data", "teacher", "corpus", "general_kd", "task_ikd", "pred_kd", f"eval_t{final_t_conv(preset)}",
+                 EVAL_STAGE]:
         assert os.path.isfile(os.path.join(run_dir, name, MARKER_NAME)), name
         assert not results["stages"][name]["reused"]
     for name in ["teacher", "general_kd", "task_ikd", "pred_kd"]:
@@ -158,17 +164,17 @@ def test_stages_chain_and_run_at_their_preset_t_conv():
                 assert stage.flags["--spiking_student_model"] == student
                 student = stage.folder
             assert final_t_conv(preset) in preset["eval_t_conv"]
-            for t_conv in preset["eval_t_conv"]:
-                evaluation = stages[seeded(f"eval_t{t_conv}", seed, preset)]
-                if t_conv == final_t_conv(preset):  # prediction KD's own dev evaluation, copied
-                    assert evaluation.job is copy_evaluation and evaluation.job_settings == {"student": student}
-                    continue
-                assert evaluation.flags["--t_conv"] == t_conv and evaluation.flags["--spiking_student_model"] == student
+            # prediction KD's own dev evaluation, copied
+            copied = stages[seeded(f"eval_t{final_t_conv(preset)}", seed, preset)]
+            assert copied.job is copy_evaluation and copied.job_settings == {"student": student}
+            others = [t_conv for t_conv in preset["eval_t_conv"] if t_conv != final_t_conv(preset)]
+            assert not [t_conv for t_conv in others if seeded(f"eval_t{t_conv}", seed, preset) in stages]
+            evaluation = stages[seeded(EVAL_STAGE, seed, preset)].flags
+            assert evaluation["--readout_steps"] == others and evaluation["--spiking_student_model"] == student
             if not preset.get("adaptive_eval", True):  # the ablation's variants
-                assert seeded(adaptive_stage_name(preset), seed, preset) not in stages
+                assert "--adaptive_t_conv" not in evaluation and evaluation["--t_conv"] == max(others)
                 continue
-            adaptive = stages[seeded(adaptive_stage_name(preset), seed, preset)].flags
-            assert adaptive["--adaptive_t_conv"] is True and adaptive["--t_conv"] == final_t_conv(preset)
+            assert evaluation["--adaptive_t_conv"] is True and evaluation["--t_conv"] == final_t_conv(preset)
     paper = {name: flags["t_conv"] for name, flags in PRESETS["paper"]["distillation"]}
     assert paper == {"general_kd": 8, "task_ikd": 8, "pred_kd": 32}
     # Two seeds: shared data, teacher and corpus, per-seed students in their own folders.
@@ -249,7 +255,7 @@ def test_distillation_stages_train_on_the_distill_sentences():
     assert stages["teacher"].flags["--data_dir"] == "/tmp/run/data/movie"
     for name in ("task_ikd", "pred_kd"):
         assert stages[name].flags["--data_dir"] == f"/tmp/run/data/{DISTILL_DATA}/movie", name
-    assert stages["eval_t8"].flags["--data_dir"] == "/tmp/run/data/movie"
+    assert stages[EVAL_STAGE].flags["--data_dir"] == "/tmp/run/data/movie"
     augmented = {stage.name: stage for stage in build_stages(with_augmentation(preset, "on"), "/tmp/run", assets)}
     assert augmented["augment"].flags["--glue_dir"] == f"/tmp/run/data/{DISTILL_DATA}"
     assert augmented["task_ikd"].flags["--data_dir"] == "/tmp/run/augment"

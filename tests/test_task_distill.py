@@ -268,6 +268,40 @@ def test_do_eval_adaptive_reports_rule_steps_and_energy_per_sentence_steps(tiny_
     assert values["sst-2.energy.mac"] < fixed_values["sst-2.energy.mac"]
 
 
+def test_do_eval_readout_steps_write_what_evaluations_at_those_steps_write(tiny_models, tmp_path):
+    data = write_task(str(tmp_path / "data"), "sst-2", train=4, dev=12)
+    student, trained = tmp_path / "student", tmp_path / "trained"
+    shutil.copytree(tiny_models["student"], student)
+    shutil.copy(os.path.join(tiny_models["teachers"][2], "vocab.txt"), student)
+    task.main(common(data, "sst-2", trained, "--spiking_student_model", str(student), "--pred_distill",
+                     "--train_true_labels", "--learning_rate", "1e-2"))
+    rule = ["--adaptive_check_every", "2", "--adaptive_patience", "1", "--adaptive_margin", "0",
+            "--adaptive_min_steps", "2"]
+    evaluate_at = lambda folder, *extra: task.main(common(  # noqa: E731
+        data, "sst-2", folder, "--spiking_student_model", str(trained), "--do_eval", *rule, *extra))
+    evaluate_at(tmp_path / "together", "--t_conv", "8", "--adaptive_t_conv", "--readout_steps", "3", "1", "3", "12")
+    evaluate_at(tmp_path / "adaptive", "--t_conv", "8", "--adaptive_t_conv")
+    together = read_results(tmp_path / "together")
+    assert together == read_results(tmp_path / "adaptive")
+    assert sorted(os.listdir(tmp_path / "together")) == sorted(
+        os.listdir(tmp_path / "adaptive") + ["t1", "t3", "t12"])
+    for steps in (1, 3, 12):
+        evaluate_at(tmp_path / f"alone{steps}", "--t_conv", str(steps))
+        readout, alone = read_results(tmp_path / "together" / f"t{steps}"), read_results(tmp_path / f"alone{steps}")
+        assert readout["t_conv"] == steps and readout["adaptive_t_conv"] == "off"
+        assert readout.keys() == alone.keys()
+        for key, value in alone.items():
+            # the loss: logits of a running simulation's rates and of the forward pass, float32 rounding apart
+            assert readout[key] == (pytest.approx(value, rel=1e-6) if "eval_loss" in key else value), key
+        assert ((tmp_path / "together" / f"t{steps}" / "sst-2_dev_predictions.tsv").read_text()
+                == (tmp_path / f"alone{steps}" / "sst-2_dev_predictions.tsv").read_text())
+    # A readout's earlier results are kept as the top level's are: nothing is written without --overwrite.
+    shutil.copytree(tmp_path / "together" / "t3", tmp_path / "earlier" / "t3")
+    with pytest.raises(SystemExit, match=r"earlier/t3/eval_results.txt exists; pass --overwrite"):
+        evaluate_at(tmp_path / "earlier", "--t_conv", "8", "--readout_steps", "3")
+    assert os.listdir(tmp_path / "earlier") == ["t3"]
+
+
 def one_line_error(argv, match, output_dir):
     with pytest.raises(SystemExit) as error:
         task.main(argv)
@@ -326,6 +360,10 @@ def test_errors_are_one_line_and_write_nothing(tiny_models, tmp_path):
     one_line_error(common(regression, "sts-b", out, "--teacher_model", tiny_models["teachers"][1],
                           "--spiking_student_model", tiny_models["student"], "--pred_distill", "--adaptive_t_conv"),
                    "--adaptive_t_conv needs a classification task", out)
+    one_line_error(common(data, "sst-2", out, *base, "--pred_distill", "--readout_steps", "2"),
+                   "--readout_steps applies to --do_eval only", out)
+    one_line_error(common(data, "sst-2", out, *base, "--do_eval", "--readout_steps", "2", "0"),
+                   "--readout_steps must be >= 1, got 0", out)
     without_weights = make_student_config(str(tmp_path / "without_weights"), num_labels=2)
     one_line_error(common(data, "sst-2", out, "--spiking_student_model", without_weights, "--do_eval"),
                    "no model.safetensors", out)

@@ -170,4 +170,5 @@ def test_the_ternary_preset_is_the_binary_recipe_with_signed_spikes():
     for name in ("task_ikd.seed42", "pred_kd.seed7"):
         flags = dict(ternary[name].flags)
         assert flags.pop("--ternary_spikes") == "on" and flags == binary[name].flags
-    assert "eval_t1.seed42" in ternary and "eval_t1.seed42" not in binary
+    assert ternary["eval.seed42"].flags["--readout_steps"] == [1, 2, 4, 8, 16]
+    assert binary["eval.seed42"].flags["--readout_steps"] == [4, 8, 16]
