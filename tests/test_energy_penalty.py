@@ -109,3 +109,18 @@ def test_the_default_preset_is_the_ternary_recipe_paying_for_energy_in_task_ikd(
         flags = dict(both[f"task_ikd.seed{seed}"].flags)
         assert flags.pop("--ternary_spikes") == "on" and flags == energy[f"task_ikd.seed{seed}"].flags
         assert both[f"pred_kd.seed{seed}"].flags == ternary[f"pred_kd.seed{seed}"].flags
+
+
+def test_the_frugal_preset_is_the_default_paying_more_for_energy_in_both_task_stages():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    frugal = {stage.name: stage for stage in build_stages(PRESETS["frugal"], "/tmp/run", assets)}
+    assert frugal.keys() == default.keys()
+    for name, stage in frugal.items():
+        flags, default_flags = dict(stage.flags), dict(default[name].flags)
+        if name.startswith(("task_ikd", "pred_kd")):
+            penalty = flags.pop("--energy_penalty")
+            assert penalty == (0.5 if name.startswith("task_ikd") else 0.12)
+            assert penalty > default_flags.pop("--energy_penalty", 0.0)
+        assert flags == default_flags, name
+
