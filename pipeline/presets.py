@@ -122,7 +122,7 @@ PRESETS["energy"] = {**copy.deepcopy(PRESETS["binary"]), "distillation": [
 # The default: both levers at once, signed spikes paying for energy (the energy preset's task IKD on the ternary
 # preset). Over four seeds 79.3 / 80.1% test at 4 / 8 steps for 0.251 / 0.542 of the same-size ANN's energy, +1.5 /
 # +1.3 points over the binary recipe at the same steps for 1.7 / 1.9 times its energy, on the accuracy/energy front
-# from 1 step up (docs/few-time-steps.md); its main job took 58 minutes on a 2-core CPU (AVX2). It was measured
+# from 1 step up (docs/few-time-steps.md); its main job took 45 minutes on a 2-core CPU (AVX2). It was measured
 # first as the lever run "ternary_energy", which stays a name for it.
 PRESETS["default"] = {**copy.deepcopy(PRESETS["ternary"]),
                       "distillation": copy.deepcopy(PRESETS["energy"]["distillation"])}
