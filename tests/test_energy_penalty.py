@@ -124,3 +124,21 @@ def test_the_frugal_preset_is_the_default_paying_more_for_energy_in_both_task_st
             assert penalty > default_flags.pop("--energy_penalty", 0.0)
         assert flags == default_flags, name
 
+
+
+def test_the_eight_steps_preset_is_the_default_with_prediction_kd_paying_for_energy_at_eight_steps():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    eight = {stage.name: stage for stage in build_stages(PRESETS["eight_steps"], "/tmp/run", assets)}
+    # Prediction KD's own dev evaluation is now the 8-step one; 32 steps become a readout of the eval stage.
+    assert eight.keys() - default.keys() == {"eval_t8.seed42", "eval_t8.seed7"}
+    assert default.keys() - eight.keys() == {"eval_t32.seed42", "eval_t32.seed7"}
+    for seed in (42, 7):
+        assert eight[f"task_ikd.seed{seed}"].flags == default[f"task_ikd.seed{seed}"].flags
+        flags, default_flags = dict(eight[f"pred_kd.seed{seed}"].flags), dict(default[f"pred_kd.seed{seed}"].flags)
+        assert (flags.pop("--t_conv"), flags.pop("--energy_penalty")) == (8, 0.5)
+        assert default_flags.pop("--t_conv") == 32 and "--energy_penalty" not in default_flags
+        assert flags == default_flags
+        evaluation = eight[f"eval.seed{seed}"].flags
+        assert evaluation["--t_conv"] == 8 and evaluation["--adaptive_t_conv"]
+        assert evaluation["--readout_steps"] == [1, 2, 4, 16, 32]
