@@ -65,6 +65,17 @@ def energy_scale(runs, baseline):
     return energies[reference], f"ANN of {reference}'s student shape"
 
 
+def frontier_document(points, teachers, energy_unit, baseline=None):
+    """frontier.md: a title, its contents, the table of every evaluation and (with a baseline) every other run
+    against the baseline, each under its own heading."""
+    sections = [("Every evaluation", frontier_markdown(points, teachers, energy_unit))]
+    if baseline is not None:
+        sections.append((f"Against {baseline}", against_baseline_markdown(points, teachers, baseline, energy_unit)))
+    contents = "".join(f"- [{title}](#{title.lower().replace(' ', '-')})\n" for title, _ in sections)
+    body = "\n".join(f"## {title}\n\n{table}" for title, table in sections)
+    return f"# Accuracy against energy\n\n## Contents\n\n{contents}\n{body}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -91,10 +102,7 @@ def main():
         teachers.append(teacher)
     check_output_folder(args.out_dir, "--out_dir")
     os.makedirs(args.out_dir, exist_ok=True)
-    table = frontier_markdown(points, teachers, energy_unit)
-    if args.baseline is not None:
-        table += f"\nAgainst {args.baseline}:\n\n" + against_baseline_markdown(points, teachers, args.baseline,
-                                                                              energy_unit)
+    table = frontier_document(points, teachers, energy_unit, args.baseline)
     write_atomically(os.path.join(args.out_dir, "frontier.md"), lambda f: f.write(table))
     write_frontier_plot(points, teachers, os.path.join(args.out_dir, "frontier.png"), energy_unit)
     print(table)

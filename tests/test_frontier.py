@@ -86,6 +86,11 @@ def test_against_a_baseline_each_point_is_compared_with_the_same_evaluation():
                     ["| lever", "t_conv 4", "80.5", "+2.5", "0.100", "0.67", "1.5 |"]]
 
 
+def section(document, title):
+    """The lines of frontier.md's table under the heading ``## title``."""
+    return document.split(f"\n## {title}\n\n")[1].split("\n\n")[0].strip().splitlines()
+
+
 def test_the_script_writes_the_table_and_the_figure_and_refuses_bad_runs_in_one_line(tmp_path):
     out = tmp_path / "frontier"
     two_seeds = os.path.join(REPO, "logs", "quickstart-default")
@@ -95,14 +100,17 @@ def test_the_script_writes_the_table_and_the_figure_and_refuses_bad_runs_in_one_
     table = (out / "frontier.md").read_text()
     with open(LOGGED_RUN, encoding="utf-8") as f:
         evaluations = len(json.load(f)["student"]["evaluations"]) + 1
-    rows = table.splitlines()[2:]
+    assert table.startswith("# Accuracy against energy\n\n## Contents\n\n- [Every evaluation](#every-evaluation)\n\n")
+    rows = section(table, "Every evaluation")[2:]
     assert len(rows) == 2 * evaluations + 2 and sum(row.endswith("| yes |") for row in rows) >= 2
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     result = run_script("benchmarks/frontier.py", f"four={os.path.dirname(LOGGED_RUN)}", f"two={two_seeds}",
                         "--out_dir", out, "--baseline", "two")
     assert result.returncode == 0, result.stderr[-2000:]
-    compared = (out / "frontier.md").read_text().split("Against two:")[1].strip().splitlines()[2:]
+    table = (out / "frontier.md").read_text()
+    assert "- [Every evaluation](#every-evaluation)\n- [Against two](#against-two)\n" in table
+    compared = section(table, "Against two")[2:]
     assert len(compared) == evaluations and all(row.startswith("| four | ") for row in compared)
 
     not_json = tmp_path / "results.json"
@@ -134,13 +142,14 @@ def test_students_of_different_shapes_are_compared_over_one_ann(tmp_path):
     result = run_script("benchmarks/frontier.py", f"deep={tmp_path / 'deep.json'}", f"base={LOGGED_RUN}",
                         "--out_dir", out, "--baseline", "base")
     assert result.returncode == 0, result.stderr[-2000:]
-    table, compared = (out / "frontier.md").read_text().split("Against base:")
-    assert table.splitlines()[0].endswith("| energy / ANN of base's student shape | on the front |")
-    rows = [line.split(" | ") for line in compared.strip().splitlines()[2:]]
+    table = (out / "frontier.md").read_text()
+    assert section(table, "Every evaluation")[0].endswith("| energy / ANN of base's student shape | on the front |")
+    rows = [line.split(" | ") for line in section(table, "Against base")[2:]]
     # Over the baseline's ANN the deep student costs what it spends, 1.5 times as much (over its own, 0.75).
     assert [row[5] for row in rows] == ["1.50"] * len(rows)
     base_ratio = results["student"]["evaluations"][0]["energy_uj"] / results["same_size_ann"]["energy_uj"]
     assert float(rows[0][4]) == pytest.approx(1.5 * base_ratio, abs=5e-4)
     # Runs of one shape keep each its own same-size ANN.
     result = run_script("benchmarks/frontier.py", f"a={LOGGED_RUN}", f"b={LOGGED_RUN}", "--out_dir", out)
-    assert "| energy / same-size ANN | on the front |" in (out / "frontier.md").read_text().splitlines()[0]
+    assert "| energy / same-size ANN | on the front |" in section((out / "frontier.md").read_text(),
+                                                                  "Every evaluation")[0]
