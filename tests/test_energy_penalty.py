@@ -142,3 +142,23 @@ def test_the_eight_steps_preset_is_the_default_with_prediction_kd_paying_for_ene
         evaluation = eight[f"eval.seed{seed}"].flags
         assert evaluation["--t_conv"] == 8 and evaluation["--adaptive_t_conv"]
         assert evaluation["--readout_steps"] == [1, 2, 4, 16, 32]
+
+
+def test_the_wide_band_preset_is_the_default_with_wider_thresholds_and_prediction_kd_at_eight_steps():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    wide = {stage.name: stage for stage in build_stages(PRESETS["wide_band"], "/tmp/run", assets)}
+    assert wide.keys() - default.keys() == {"eval_t8.seed42", "eval_t8.seed7"}
+    assert default.keys() - wide.keys() == {"eval_t32.seed42", "eval_t32.seed7"}
+    for seed in (42, 7):
+        for stage in ("task_ikd", "pred_kd"):
+            flags = dict(wide[f"{stage}.seed{seed}"].flags)
+            default_flags = dict(default[f"{stage}.seed{seed}"].flags)
+            # Both stages train with the wider band; the student saves it in its config.json, so evaluation reads it.
+            assert (flags.pop("--membrane_init"), default_flags.pop("--membrane_init")) == (0.35, 0.5)
+            if stage == "pred_kd":
+                assert (flags.pop("--t_conv"), default_flags.pop("--t_conv")) == (8, 32)
+                assert "--energy_penalty" not in flags
+            assert flags == default_flags, stage
+        assert "--membrane_init" not in wide[f"eval.seed{seed}"].flags
+        assert wide[f"eval.seed{seed}"].flags["--readout_steps"] == [1, 2, 4, 16, 32]

@@ -287,7 +287,8 @@ def test_presets_with_one_teacher_share_its_stages_and_others_are_refused(tmp_pa
     for name in ("data", "teacher", "augment"):
         os.makedirs(shared[name])
         write_json_atomic(os.path.join(shared[name], MARKER_NAME), {"settings": default_settings[name]})
-    for preset_name in ("binary", "ternary", "energy", "ternary_energy", "deep", "frugal", "eight_steps"):
+    for preset_name in ("binary", "ternary", "energy", "ternary_energy", "deep", "frugal", "eight_steps",
+                        "wide_band"):
         stages, settings = stages_of(preset_name)
         to_run = plan(stages, settings, overwrite=False)
         assert not {"data", "teacher", "augment"} & set(to_run) and "task_ikd.seed42" in to_run, preset_name
