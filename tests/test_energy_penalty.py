@@ -162,3 +162,15 @@ def test_the_wide_band_preset_is_the_default_with_wider_thresholds_and_predictio
             assert flags == default_flags, stage
         assert "--membrane_init" not in wide[f"eval.seed{seed}"].flags
         assert wide[f"eval.seed{seed}"].flags["--readout_steps"] == [1, 2, 4, 16, 32]
+
+
+def test_the_learned_band_preset_is_the_default_with_one_learned_threshold_per_population():
+    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    learned = {stage.name: stage for stage in build_stages(PRESETS["learned_band"], "/tmp/run", assets)}
+    assert learned.keys() == default.keys()
+    for name, stage in learned.items():
+        flags, default_flags = dict(stage.flags), dict(default[name].flags)
+        if name.startswith(("task_ikd", "pred_kd")):
+            assert (flags.pop("--threshold_scope"), flags.pop("--learn_threshold")) == ("population", "on")
+        assert flags == default_flags, name

@@ -82,10 +82,12 @@ def test_leaky_surrogate_is_its_closed_form_rate():
     assert (gradient[(currents > 0.12) & (currents < 0.9)] > 0).all()
 
 
+@pytest.mark.parametrize("ternary", [False, True])
 @pytest.mark.parametrize("scope", ["population", "neuron"])
-def test_learned_thresholds_get_gradients_stay_positive_and_survive_save_and_load(tmp_path, scope):
+def test_learned_thresholds_get_gradients_stay_positive_and_survive_save_and_load(tmp_path, scope, ternary):
     torch.manual_seed(0)
-    model = SpikingBertForSequenceClassification(tiny_config(threshold_scope=scope, learn_threshold=True), 2)
+    config = tiny_config(threshold_scope=scope, learn_threshold=True, ternary_spikes=ternary)
+    model = SpikingBertForSequenceClassification(config, 2)
     neurons = model.bert.neurons()
     assert len(neurons) == 13 and all(isinstance(n.log_threshold, torch.nn.Parameter) for n in neurons.values())
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
@@ -102,7 +104,7 @@ def test_learned_thresholds_get_gradients_stay_positive_and_survive_save_and_loa
     assert any(not torch.allclose(t, torch.ones_like(t)) for t in thresholds.values())
     model.save_pretrained(str(tmp_path / "student"))
     config = json.loads((tmp_path / "student" / "config.json").read_text())
-    assert (config["threshold_scope"], config["learn_threshold"]) == (scope, True)
+    assert (config["threshold_scope"], config["learn_threshold"], config["ternary_spikes"]) == (scope, True, ternary)
     loaded = SpikingBertForSequenceClassification.from_pretrained(str(tmp_path / "student")).eval()
     for name, neuron in loaded.bert.neurons().items():
         assert torch.equal(neuron.threshold(), thresholds[name]), name

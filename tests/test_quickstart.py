@@ -288,7 +288,7 @@ def test_presets_with_one_teacher_share_its_stages_and_others_are_refused(tmp_pa
         os.makedirs(shared[name])
         write_json_atomic(os.path.join(shared[name], MARKER_NAME), {"settings": default_settings[name]})
     for preset_name in ("binary", "ternary", "energy", "ternary_energy", "deep", "frugal", "eight_steps",
-                        "wide_band"):
+                        "wide_band", "learned_band"):
         stages, settings = stages_of(preset_name)
         to_run = plan(stages, settings, overwrite=False)
         assert not {"data", "teacher", "augment"} & set(to_run) and "task_ikd.seed42" in to_run, preset_name
