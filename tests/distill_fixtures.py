@@ -1,4 +1,5 @@
-"""Tiny teachers, students, pregenerated data and GLUE-layout task folders for the distillation tests."""
+"""Tiny teachers, students, pregenerated data and GLUE-layout task folders for the distillation tests, and the
+quick start's stages of a preset."""
 import json
 import os
 import random
@@ -6,6 +7,7 @@ import random
 import torch
 from safetensors.torch import load_file
 
+from pipeline.stages import build_stages
 from transformer.modeling import BertConfig, BertForSequenceClassification, BertModel
 
 WORDS = ("the a movie film plot actor story good bad great awful fine dull funny sad long short new old "
@@ -314,3 +316,12 @@ def preprocess_args(inputs, out, *extra):
 def augmentation_args(inputs, out, *extra):
     return ["--pretrained_bert_model", inputs["teacher"], "--candidates", "embedding", "--glue_dir", inputs["glue"],
             "--task_name", "SST-2", "--output_dir", str(out), "--N", "2", *extra]
+
+
+# Asset paths for building a preset's stages: nothing runs, so they need not exist.
+FAKE_ASSETS = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
+
+
+def preset_stages(preset):
+    """The quick-start stages of ``preset`` (a dict of pipeline/presets.py), by name, in order."""
+    return {stage.name: stage for stage in build_stages(preset, "/tmp/run", FAKE_ASSETS)}

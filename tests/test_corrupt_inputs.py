@@ -16,8 +16,8 @@ import spiking_bert_general_distill as general
 import spiking_bert_task_distill as task
 from distill.pregenerated import PregeneratedEpoch, read_epoch_metrics
 import distill_fixtures as entry_scripts
-from distill_fixtures import (VOCAB, make_classifier_student, make_student_config, make_teacher, one_line_exit,
-                              script_inputs, teacher_config, write_pregenerated, write_task, write_vocab)
+from distill_fixtures import (FAKE_ASSETS, VOCAB, make_classifier_student, make_student_config, make_teacher,
+                              one_line_exit, script_inputs, teacher_config, write_pregenerated, write_task, write_vocab)
 from pipeline.presets import PRESETS
 from pipeline.stages import MARKER_NAME, build_stages, plan, stage_settings, write_json_atomic
 from transformer.checkpoint import CONFIG_NAME, LEGACY_WEIGHTS_NAME, WEIGHTS_NAME, load_weights, read_json
@@ -306,8 +306,7 @@ def test_a_vocab_that_does_not_fit_the_model_is_one_line(inputs, tmp_path):
 
 
 def test_the_quick_start_redoes_a_stage_whose_marker_or_weights_are_damaged(tmp_path, caplog):
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    stages = build_stages(PRESETS["smoke"], str(tmp_path / "run"), assets)
+    stages = build_stages(PRESETS["smoke"], str(tmp_path / "run"), FAKE_ASSETS)
     settings = stage_settings(stages)
     folders = {stage.name: stage.folder for stage in stages}
     make_classifier_student(folders["task_ikd"])

@@ -6,13 +6,13 @@ import spiking_bert_task_distill as task
 from distill.energy_report import set_report
 from distill.evaluation import EvalResult
 from distill.losses import energy_ratio, with_energy_penalty
-from distill_fixtures import make_student_config, make_teacher, tiny_batch, tiny_spiking_config, write_task
+from distill_fixtures import (make_student_config, make_teacher, preset_stages, tiny_batch, tiny_spiking_config,
+                              write_task)
 from models import SpikingBertForSequenceClassification
 from modules.energy import BertSize, fan_outs
 from modules.snn_bert_modules import LayerPopulations
 from modules.snnide_bert_multilayer_modules import Populations
 from pipeline.presets import PRESETS
-from pipeline.stages import build_stages
 
 
 def tiny_student():
@@ -85,9 +85,8 @@ def test_the_flag_trains_with_the_penalty_logged_and_lowers_the_energy(tmp_path)
 
 
 def test_the_energy_preset_is_the_binary_recipe_paying_for_energy_in_task_ikd():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    binary = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
-    energy = {stage.name: stage for stage in build_stages(PRESETS["energy"], "/tmp/run", assets)}
+    binary = preset_stages(PRESETS["binary"])
+    energy = preset_stages(PRESETS["energy"])
     assert energy.keys() == binary.keys()
     for seed in (42, 7):
         flags, binary_flags = dict(energy[f"task_ikd.seed{seed}"].flags), dict(binary[f"task_ikd.seed{seed}"].flags)
@@ -97,13 +96,13 @@ def test_the_energy_preset_is_the_binary_recipe_paying_for_energy_in_task_ikd():
 
 
 def test_the_default_preset_is_the_ternary_recipe_paying_for_energy_in_task_ikd():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    ternary = {stage.name: stage for stage in build_stages(PRESETS["ternary"], "/tmp/run", assets)}
-    energy = {stage.name: stage for stage in build_stages(PRESETS["energy"], "/tmp/run", assets)}
-    both = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
+    ternary = preset_stages(PRESETS["ternary"])
+    energy = preset_stages(PRESETS["energy"])
+    both = preset_stages(PRESETS["default"])
     # The name its lever run was logged under builds the same stages.
-    alias = build_stages(PRESETS["ternary_energy"], "/tmp/run", assets)
-    assert [(stage.name, stage.flags) for stage in alias] == [(stage.name, stage.flags) for stage in both.values()]
+    alias = preset_stages(PRESETS["ternary_energy"])
+    assert [(name, stage.flags) for name, stage in alias.items()] == [(name, stage.flags)
+                                                                    for name, stage in both.items()]
     assert both.keys() == ternary.keys() and both["eval.seed42"].flags["--readout_steps"][0] == 1
     for seed in (42, 7):
         flags = dict(both[f"task_ikd.seed{seed}"].flags)
@@ -112,9 +111,8 @@ def test_the_default_preset_is_the_ternary_recipe_paying_for_energy_in_task_ikd(
 
 
 def test_the_frugal_preset_is_the_default_paying_more_for_energy_in_both_task_stages():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
-    frugal = {stage.name: stage for stage in build_stages(PRESETS["frugal"], "/tmp/run", assets)}
+    default = preset_stages(PRESETS["default"])
+    frugal = preset_stages(PRESETS["frugal"])
     assert frugal.keys() == default.keys()
     for name, stage in frugal.items():
         flags, default_flags = dict(stage.flags), dict(default[name].flags)
@@ -127,9 +125,8 @@ def test_the_frugal_preset_is_the_default_paying_more_for_energy_in_both_task_st
 
 
 def test_the_eight_steps_preset_is_the_default_with_prediction_kd_paying_for_energy_at_eight_steps():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
-    eight = {stage.name: stage for stage in build_stages(PRESETS["eight_steps"], "/tmp/run", assets)}
+    default = preset_stages(PRESETS["default"])
+    eight = preset_stages(PRESETS["eight_steps"])
     # Prediction KD's own dev evaluation is now the 8-step one; 32 steps become a readout of the eval stage.
     assert eight.keys() - default.keys() == {"eval_t8.seed42", "eval_t8.seed7"}
     assert default.keys() - eight.keys() == {"eval_t32.seed42", "eval_t32.seed7"}
@@ -145,9 +142,8 @@ def test_the_eight_steps_preset_is_the_default_with_prediction_kd_paying_for_ene
 
 
 def test_the_wide_band_preset_is_the_default_with_wider_thresholds_and_prediction_kd_at_eight_steps():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
-    wide = {stage.name: stage for stage in build_stages(PRESETS["wide_band"], "/tmp/run", assets)}
+    default = preset_stages(PRESETS["default"])
+    wide = preset_stages(PRESETS["wide_band"])
     assert wide.keys() - default.keys() == {"eval_t8.seed42", "eval_t8.seed7"}
     assert default.keys() - wide.keys() == {"eval_t32.seed42", "eval_t32.seed7"}
     for seed in (42, 7):
@@ -165,9 +161,8 @@ def test_the_wide_band_preset_is_the_default_with_wider_thresholds_and_predictio
 
 
 def test_the_learned_band_preset_is_the_default_with_one_learned_threshold_per_population():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    default = {stage.name: stage for stage in build_stages(PRESETS["default"], "/tmp/run", assets)}
-    learned = {stage.name: stage for stage in build_stages(PRESETS["learned_band"], "/tmp/run", assets)}
+    default = preset_stages(PRESETS["default"])
+    learned = preset_stages(PRESETS["learned_band"])
     assert learned.keys() == default.keys()
     for name, stage in learned.items():
         flags, default_flags = dict(stage.flags), dict(default[name].flags)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from distill_fixtures import FAKE_ASSETS, preset_stages
 from pipeline.presets import PRESETS, STUDENT_CONFIG_DIR, final_t_conv, with_augmentation
 from pipeline.stages import (DISTILL_DATA, EVAL_STAGE, MARKER_NAME, SHARED_STAGES, build_stages,
                              copy_evaluation, first_difference, plan, seeded, shared_folders, stage_settings,
@@ -153,9 +154,8 @@ def test_first_difference_names_the_changed_setting():
 
 
 def test_stages_chain_and_run_at_their_preset_t_conv():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
     for preset in PRESETS.values():
-        stages = {stage.name: stage for stage in build_stages(preset, "/tmp/run", assets)}
+        stages = preset_stages(preset)
         for seed in preset["seeds"]:
             student = preset.get("student_config", STUDENT_CONFIG_DIR)
             for name, flags in preset["distillation"]:
@@ -179,15 +179,14 @@ def test_stages_chain_and_run_at_their_preset_t_conv():
     assert paper == {"general_kd": 8, "task_ikd": 8, "pred_kd": 32}
     # Two seeds: shared data, teacher and corpus, per-seed students in their own folders.
     two = {**PRESETS["paper"], "seeds": [42, 7]}
-    stages = {stage.name: stage for stage in build_stages(two, "/tmp/run", assets)}
+    stages = preset_stages(two)
     assert stages["pred_kd.seed7"].folder == "/tmp/run/seed7/pred_kd" and "teacher.seed7" not in stages
     assert stages["task_ikd.seed42"].flags["--teacher_model"] == stages["teacher"].folder
 
 
 def test_augmentation_stage_feeds_task_ikd_only():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
     preset = with_augmentation(PRESETS["paper"], "on")
-    stages = {stage.name: stage for stage in build_stages(preset, "/tmp/run", assets)}
+    stages = preset_stages(preset)
     augment = stages["augment"]
     assert augment.script == "data_augmentation.py" and augment.flags["--output_dir"] == "/tmp/run/augment"
     assert augment.flags["--candidates"] == "embedding" and augment.inputs == ("data",)
@@ -199,14 +198,14 @@ def test_augmentation_stage_feeds_task_ikd_only():
     # copy of the dev set (data_augmentation.py --output_dir), so it is the stage's whole --data_dir.
     both = copy.deepcopy(preset)
     both["distillation"][-1][1]["aug_train"] = True
-    pred = {stage.name: stage for stage in build_stages(both, "/tmp/run", assets)}["pred_kd"]
+    pred = preset_stages(both)["pred_kd"]
     assert pred.flags["--data_dir"] == "/tmp/run/augment" and pred.flags["--aug_train"] is True
     assert "augment" in pred.inputs
-    off = {stage.name for stage in build_stages(with_augmentation(preset, "off"), "/tmp/run", assets)}
+    off = set(preset_stages(with_augmentation(preset, "off")))
     assert "augment" not in off
     # Without general KD there is no corpus to pregenerate.
     no_general = {**PRESETS["paper"], "distillation": PRESETS["paper"]["distillation"][1:]}
-    assert "corpus" not in {stage.name for stage in build_stages(no_general, "/tmp/run", assets)}
+    assert "corpus" not in set(preset_stages(no_general))
 
 
 def write_movie_files(folder, train_rows, dev_rows, test_rows=5):
@@ -247,16 +246,15 @@ def test_distill_sentences_add_to_the_teachers_and_leave_them_unchanged(tmp_path
 
 
 def test_distillation_stages_train_on_the_distill_sentences():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
     preset = copy.deepcopy(PRESETS["paper"])
     preset["data"]["distill_sentences"] = 8000
-    stages = {stage.name: stage for stage in build_stages(preset, "/tmp/run", assets)}
+    stages = preset_stages(preset)
     assert stages["data"].job_settings["distill_sentences"] == 8000
     assert stages["teacher"].flags["--data_dir"] == "/tmp/run/data/movie"
     for name in ("task_ikd", "pred_kd"):
         assert stages[name].flags["--data_dir"] == f"/tmp/run/data/{DISTILL_DATA}/movie", name
     assert stages[EVAL_STAGE].flags["--data_dir"] == "/tmp/run/data/movie"
-    augmented = {stage.name: stage for stage in build_stages(with_augmentation(preset, "on"), "/tmp/run", assets)}
+    augmented = preset_stages(with_augmentation(preset, "on"))
     assert augmented["augment"].flags["--glue_dir"] == f"/tmp/run/data/{DISTILL_DATA}"
     assert augmented["task_ikd"].flags["--data_dir"] == "/tmp/run/augment"
 
@@ -264,19 +262,16 @@ def test_distillation_stages_train_on_the_distill_sentences():
 def test_list_valued_flags_become_one_flag_with_several_values():
     preset = copy.deepcopy(PRESETS["smoke"])
     preset["spiking"] = {**preset["spiking"], "kd_losses": ["hidden_mse", "minilm"]}
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    stages = build_stages(preset, "/tmp/unused-run", assets)
-    argv = next(stage for stage in stages if stage.name == "task_ikd").command()
+    argv = preset_stages(preset)["task_ikd"].command()
     position = argv.index("--kd_losses")
     assert argv[position + 1:position + 3] == ["hidden_mse", "minilm"]
 
 
 def test_presets_with_one_teacher_share_its_stages_and_others_are_refused(tmp_path):
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
     shared = shared_folders(str(tmp_path / "shared"))
 
     def stages_of(preset_name):
-        stages = build_stages(PRESETS[preset_name], str(tmp_path / preset_name), assets, shared)
+        stages = build_stages(PRESETS[preset_name], str(tmp_path / preset_name), FAKE_ASSETS, shared)
         return stages, stage_settings(stages)
 
     default_stages, default_settings = stages_of("default")

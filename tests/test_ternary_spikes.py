@@ -10,13 +10,13 @@ import spiking_bert_task_distill as task
 from distill.energy_report import set_report
 from distill.evaluation import EvalResult
 from distill.losses import energy_ratio
-from distill_fixtures import make_student_config, make_teacher, tiny_batch, tiny_spiking_config, write_task
+from distill_fixtures import (make_student_config, make_teacher, preset_stages, tiny_batch, tiny_spiking_config,
+                              write_task)
 from models import SpikingBertForSequenceClassification
 from models.config import SpikingConfig
 from modules.energy import BertSize
 from modules.snn_modules import TernaryIFNeuron
 from pipeline.presets import PRESETS
-from pipeline.stages import build_stages
 
 T = 8
 # Dyadic currents of both signs: the step-by-step sums in the simulation are exact, as in the closed form.
@@ -164,9 +164,8 @@ def test_the_flag_is_saved_trains_the_amplitudes_and_is_used_on_load(tmp_path):
 
 
 def test_the_ternary_preset_is_the_binary_recipe_with_signed_spikes():
-    assets = {"teacher": "/assets/teacher", "movie_sst2": "/assets/movie", "wiki_corpus": "/assets/wiki.txt"}
-    binary = {stage.name: stage for stage in build_stages(PRESETS["binary"], "/tmp/run", assets)}
-    ternary = {stage.name: stage for stage in build_stages(PRESETS["ternary"], "/tmp/run", assets)}
+    binary = preset_stages(PRESETS["binary"])
+    ternary = preset_stages(PRESETS["ternary"])
     for name in ("task_ikd.seed42", "pred_kd.seed7"):
         flags = dict(ternary[name].flags)
         assert flags.pop("--ternary_spikes") == "on" and flags == binary[name].flags
